@@ -1,0 +1,52 @@
+"""ClinicDesk: the application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app import models  # noqa: F401 - registers every table before FAB and Alembic look
+from app.extensions import csrf, db, make_appbuilder, migrate
+from config import BASE_DIR, INSTANCE_DIR, Config, config_from_env
+
+
+def create_app(config_class: type[Config] | None = None) -> Flask:
+    """Build the app: bind extensions, register views, CLI and hooks — nothing else.
+
+    :raises config.ConfigError: when the configuration is incomplete (e.g. production without
+        SECRET_KEY, DATABASE_URL or REDIS_URL).
+    """
+    config_class = config_class or config_from_env()
+    config_class.validate()
+
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app.config.from_object(config_class)
+    _init_logging(app)
+    if app.config["PROXY_FIX_HOPS"]:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=app.config["PROXY_FIX_HOPS"], x_proto=1, x_host=1
+        )
+
+    csrf.init_app(app)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
+
+    with app.app_context():
+        appbuilder = make_appbuilder()
+        appbuilder.init_app(app, db.session)
+
+        from app.views import register_views
+
+        register_views(app, appbuilder)
+
+    from app.cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _init_logging(app: Flask) -> None:
+    level = getattr(logging, str(app.config["LOG_LEVEL"]).upper(), logging.INFO)
+    logging.getLogger("app").setLevel(level)

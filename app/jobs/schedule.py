@@ -1,0 +1,19 @@
+"""Periodic jobs, declared as data for ``rq cron`` (schedules are in UTC).
+
+Run exactly one cron process: ``rq cron app.jobs.schedule --url "$REDIS_URL"``. Missed runs are
+not caught up, so each periodic job works out for itself what is due.
+"""
+
+from __future__ import annotations
+
+from rq import cron
+
+from app.jobs.system import smoke
+
+#: (function, queue, cron expression, keyword arguments). Later domains add their jobs here.
+PERIODIC_JOBS = [
+    (smoke, "maintenance", "*/30 * * * *", {"token": "heartbeat"}),
+]
+
+for func, queue_name, expression, kwargs in PERIODIC_JOBS:
+    cron.register(func, queue_name, kwargs=kwargs, cron=expression)

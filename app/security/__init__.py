@@ -1,0 +1,1 @@
+"""Authentication, permissions as policy data, and branch scoping."""

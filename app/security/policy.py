@@ -1,0 +1,148 @@
+"""ClinicDesk's permission matrix, as data: the one place that says who may do what.
+
+Every protected route in the app requires one (permission, view) pair: FAB's ``@has_access`` on
+views and ``@protect`` on APIs. ClinicDesk's views map their methods onto four permissions
+(read, create, edit, delete) with one ``class_permission_name`` shared by a screen and its REST
+API, so a role's grants read like the product's role table.
+
+``clinic init`` syncs these grants into the database (``app.security.sync``); the Admin role is
+FAB's admin and holds every permission. The authorization-matrix test walks ``app.url_map`` and
+fails on any route that is neither public, nor signed-in-only, nor guarded by a pair named here.
+"""
+
+from __future__ import annotations
+
+# Roles -----------------------------------------------------------------------------------------
+ADMIN = "Admin"
+OWNER = "Owner"
+DOCTOR = "Doctor"
+RECEPTIONIST = "Receptionist"
+PHARMACIST = "Pharmacist"
+LAB_TECHNICIAN = "Lab technician"
+ACCOUNTANT = "Accountant"
+
+#: The roles staff hold besides Admin, in the order screens list them.
+STAFF_ROLES = (OWNER, DOCTOR, RECEPTIONIST, PHARMACIST, LAB_TECHNICIAN, ACCOUNTANT)
+#: Roles that see every branch's records; everyone else sees only the branches assigned to them.
+ALL_BRANCH_ROLES = frozenset({ADMIN, OWNER, ACCOUNTANT})
+
+# Permissions -----------------------------------------------------------------------------------
+READ = "can_read"
+CREATE = "can_create"
+EDIT = "can_edit"
+DELETE = "can_delete"
+#: How ClinicDesk's views and APIs name their methods' permissions (``method_permission_name``).
+VIEW_METHOD_PERMISSIONS = {
+    "list": "read",
+    "show": "read",
+    "add": "create",
+    "edit": "edit",
+    "delete": "delete",
+    "action": "edit",
+    "action_post": "edit",
+    # FAB's file download needs UPLOAD_FOLDER, which ClinicDesk does not use: never granted.
+    "download": "download",
+}
+API_METHOD_PERMISSIONS = {
+    "get": "read",
+    "get_list": "read",
+    "info": "read",
+    "post": "create",
+    "put": "edit",
+    "delete": "delete",
+}
+CRUD = frozenset({READ, CREATE, EDIT, DELETE})
+
+# Views (class_permission_name) -----------------------------------------------------------------
+SETTINGS = "Settings"
+BRANCHES = "Branches"
+ORGANISATION = "Organisation"
+STAFF = "Staff"
+JOBS = "Jobs"
+OPENAPI = "OpenApi"
+SWAGGER = "SwaggerView"
+# FAB's own self-service screens (profile and own password).
+USER_VIEW = "UserDBModelView"
+USER_INFO_EDIT = "UserInfoEditView"
+RESET_MY_PASSWORD = "ResetMyPasswordView"
+
+#: Every signed-in staff member may see and edit their own profile and change their own password.
+SELF_SERVICE: dict[str, frozenset[str]] = {
+    USER_VIEW: frozenset({"can_userinfo", "resetmypassword"}),
+    USER_INFO_EDIT: frozenset({"can_this_form_get", "can_this_form_post"}),
+    RESET_MY_PASSWORD: frozenset({"can_this_form_get", "can_this_form_post"}),
+    OPENAPI: frozenset({"can_get"}),
+    SWAGGER: frozenset({"can_show"}),
+    STAFF: frozenset({READ}),
+}
+
+#: What each staff role may do beyond self-service. Views not named here are Admin-only.
+ROLE_GRANTS: dict[str, dict[str, frozenset[str]]] = {
+    OWNER: {
+        SETTINGS: frozenset({READ}),
+        ORGANISATION: frozenset({READ, EDIT}),
+        BRANCHES: frozenset({READ, CREATE, EDIT}),
+    },
+    DOCTOR: {},
+    RECEPTIONIST: {},
+    PHARMACIST: {},
+    LAB_TECHNICIAN: {},
+    ACCOUNTANT: {
+        SETTINGS: frozenset({READ}),
+        ORGANISATION: frozenset({READ}),
+        BRANCHES: frozenset({READ}),
+    },
+}
+
+#: Views that exist for Admin alone (their routes are covered: only Admin is allowed).
+ADMIN_ONLY_VIEWS = frozenset(
+    {
+        JOBS,
+        "RoleModelView",
+        "UserGroupModelView",
+        USER_VIEW,  # the user list itself; staff get only the self-service pairs above
+        "ResetPasswordView",
+        "MenuApi",
+    }
+)
+
+# Routes that need no permission ----------------------------------------------------------------
+#: Endpoints anyone may open, signed in or not.
+PUBLIC_ENDPOINTS = frozenset(
+    {
+        "static",
+        "appbuilder.static",
+        "health.health",
+        "ClinicAuthView.login",
+        "SecurityApi.login",
+        "SecurityApi.refresh",
+        "LocaleView.index",
+        "UtilView.back",
+    }
+)
+#: Endpoints every signed-in user may open; anonymous visitors are sent to the login page.
+SIGNED_IN_ENDPOINTS = frozenset(
+    {
+        "HomeView.index",
+        "ClinicAuthView.logout",
+    }
+)
+
+
+def role_permissions(role: str) -> set[tuple[str, str]]:
+    """The (permission, view) pairs a staff role holds, self-service included.
+
+    :raises KeyError: for a role the policy does not define (Admin is synced separately).
+    """
+    grants = ROLE_GRANTS[role]
+    pairs = {(perm, view) for view, perms in SELF_SERVICE.items() for perm in perms}
+    pairs |= {(perm, view) for view, perms in grants.items() for perm in perms}
+    return pairs
+
+
+def covered_views() -> set[str]:
+    """Every view name the policy speaks of: granted to some role or declared Admin-only."""
+    views = set(SELF_SERVICE) | set(ADMIN_ONLY_VIEWS)
+    for grants in ROLE_GRANTS.values():
+        views |= set(grants)
+    return views

@@ -1,0 +1,101 @@
+"""ClinicDesk's sign-in screen and the Admin's user screens (users with their branches)."""
+
+from __future__ import annotations
+
+from flask import current_app, flash, g, redirect, request
+from flask_appbuilder import expose
+from flask_appbuilder.security.decorators import no_cache
+from flask_appbuilder.security.forms import LoginForm_db
+from flask_appbuilder.security.views import AuthDBView, UserDBModelView
+from flask_babel import lazy_gettext as _l
+from flask_login import login_user, logout_user
+from wtforms.validators import ValidationError
+
+from app.security.policy import ALL_BRANCH_ROLES, USER_VIEW
+
+
+class ClinicAuthView(AuthDBView):
+    """Username and password sign-in; a failed attempt keeps the username the person typed."""
+
+    login_template = "clinic/security/login.html"
+    invalid_login_message = _l("That username and password do not match. Please try again.")
+
+    @expose("/login/", methods=["GET", "POST"])
+    @no_cache
+    def login(self):
+        if g.user is not None and g.user.is_authenticated:
+            return redirect(self._get_safe_next_url())
+        form = LoginForm_db()
+        if form.validate_on_submit():
+            user = self.appbuilder.sm.auth_user_db(form.username.data, form.password.data)
+            if user:
+                login_user(user, remember=False)
+                return redirect(self._get_safe_next_url())
+            flash(str(self.invalid_login_message), "danger")
+            form.password.data = ""
+        return self.render_template(
+            self.login_template, title=self.title, form=form, appbuilder=self.appbuilder
+        )
+
+    @expose("/logout/", methods=["POST"])
+    def logout(self):
+        """Sign out. POST only, with the form's CSRF token: a link or an image cannot sign anyone out."""
+        user = self._get_authenticated_user()
+        logout_user()
+        if user is not None:
+            self.appbuilder.sm.on_user_logout(user)
+        flash(str(_l("You have signed out.")), "info")
+        return redirect(
+            current_app.config.get("LOGOUT_REDIRECT_URL", self.appbuilder.get_url_for_login)
+        )
+
+
+def branches_required_for_scoped_roles(form, field) -> None:
+    """A user whose roles work per branch must be assigned at least one branch."""
+    roles = {role.name for role in (form.roles.data or [])}
+    if roles and not roles & ALL_BRANCH_ROLES and not field.data:
+        raise ValidationError(
+            str(_l("Choose at least one branch: this user's roles only see their own branches."))
+        )
+
+
+class ClinicUserModelView(UserDBModelView):
+    """The Admin's user list: staff accounts with their roles and branches."""
+
+    route_base = "/users"
+    class_permission_name = USER_VIEW
+    list_columns = ["username", "first_name", "last_name", "email", "active", "roles", "branches"]
+    add_columns = [
+        "first_name",
+        "last_name",
+        "username",
+        "active",
+        "email",
+        "roles",
+        "branches",
+        "password",
+        "conf_password",
+    ]
+    edit_columns = ["first_name", "last_name", "username", "active", "email", "roles", "branches"]
+    search_columns = ["first_name", "last_name", "username", "email", "active", "roles", "branches"]
+    show_fieldsets = [
+        (_l("User info"), {"fields": ["username", "active", "roles", "branches", "login_count"]}),
+        (_l("Personal info"), {"fields": ["first_name", "last_name", "email"], "expanded": True}),
+        (
+            _l("Audit info"),
+            {
+                "fields": ["last_login", "fail_login_count", "created_on", "changed_on"],
+                "expanded": False,
+            },
+        ),
+    ]
+    label_columns = {**UserDBModelView.label_columns, "branches": _l("Branches")}
+    description_columns = {
+        **UserDBModelView.description_columns,
+        "branches": _l("Where this person works. Owners, accountants and admins see every branch."),
+    }
+    validators_columns = {
+        **UserDBModelView.validators_columns,
+        "branches": [branches_required_for_scoped_roles],
+    }
+

@@ -1,0 +1,40 @@
+"""``register_views``: the one place screens and APIs are added to the app."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_appbuilder import AppBuilder
+from flask_babel import lazy_gettext as _l
+
+from app.views.health import bp as health_bp
+from app.views.jobs import JobsView
+from app.views.settings import (
+    BranchApi,
+    BrandingView,
+    BranchModelView,
+    OrganisationModelView,
+    SettingsView,
+)
+from app.views.staff import StaffModelView
+
+
+def register_views(app: Flask, appbuilder: AppBuilder) -> None:
+    """Add every ClinicDesk screen, API and blueprint; menu order is the order below."""
+    app.register_blueprint(health_bp)
+
+    appbuilder.add_view(
+        StaffModelView, "Staff", label=_l("Staff"), icon="fa-users", category="Team",
+        category_label=_l("Team"),
+    )
+    appbuilder.add_view(
+        SettingsView, "Settings", label=_l("Settings"), icon="fa-gear",
+        category="Administration", category_label=_l("Administration"),
+    )
+    appbuilder.add_view(
+        JobsView, "Jobs", label=_l("Background jobs"), icon="fa-gears",
+        category="Administration",
+    )
+    appbuilder.add_view_no_menu(BranchModelView)
+    appbuilder.add_view_no_menu(OrganisationModelView)
+    appbuilder.add_view_no_menu(BrandingView)
+    appbuilder.add_api(BranchApi)

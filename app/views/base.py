@@ -1,0 +1,251 @@
+"""Base classes every ClinicDesk screen and REST API is built on.
+
+- ``ClinicModelView`` / ``ClinicModelApi``: FAB's CRUD view and REST API, with the policy's four
+  permissions (read, create, edit, delete), database errors turned into messages that carry no
+  SQL or data, and actions that honour the view's row filters.
+- ``BranchScopedMixin``: put it first on a view or API over a ``BranchOwnedMixin`` model and its
+  lists, detail pages, edits, deletes, search filters, dropdowns and new rows keep to the
+  signed-in user's branches.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from functools import wraps
+
+from flask import abort, current_app, redirect, request
+from flask_appbuilder import ModelRestApi, ModelView, expose, has_access
+from flask_appbuilder.exceptions import DatabaseException
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_appbuilder.security.sqla.models import User
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from app.models.base import BranchOwnedMixin
+from app.models.org import Branch
+from app.security.policy import (
+    API_METHOD_PERMISSIONS,
+    CREATE,
+    DELETE,
+    EDIT,
+    READ,
+    VIEW_METHOD_PERMISSIONS,
+)
+from app.security.scoping import (
+    FilterInBranches,
+    FilterWorksInMyBranches,
+    allowed_branch_ids,
+    default_branch_id,
+)
+
+log = logging.getLogger(__name__)
+
+def signed_in(view):
+    """Let any signed-in user in; send anonymous visitors to the login page and back."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not current_user.is_authenticated:
+            return redirect(current_app.appbuilder.get_url_for_login_with(request.path))
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+class SafeDatabaseError(DatabaseException):
+    """A write the database refused, described without SQL or the values involved.
+
+    FAB's screens flash ``str(error)``; its REST API reports ``error.__cause__``: both read the
+    same translated sentence.
+    """
+
+
+class ClinicSQLAInterface(SQLAInterface):
+    """FAB's data interface, but a refused write never shows or logs SQL or the row's values.
+
+    FAB flashes ``str(exception)`` and logs it with a traceback; a PostgreSQL error's DETAIL line
+    quotes the offending values, which may be a patient's. The caught error is logged by class
+    and constraint name only, and the user reads a translated sentence.
+    """
+
+    def _refused(self, action: str, exc: SQLAlchemyError) -> SafeDatabaseError:
+        self.session.rollback()
+        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+        log.warning(
+            "%s on %s refused by the database: %s (constraint %s)",
+            action,
+            self.obj.__name__,
+            type(exc.orig or exc).__name__,
+            constraint or "unknown",
+        )
+        if isinstance(exc, IntegrityError):
+            message = _l(
+                "This could not be saved: it conflicts with another record or is still in use. "
+                "Check the values and try again."
+            )
+        else:
+            message = _l("This could not be saved. Please try again.")
+        error = SafeDatabaseError(str(message))
+        error.__cause__ = SafeDatabaseError(str(message))
+        error.__suppress_context__ = True  # the original error quotes SQL and values
+        return error
+
+    def add(self, item: Any, commit: bool = True) -> None:
+        try:
+            self.session.add(item)
+            if commit:
+                self.session.commit()
+        except SQLAlchemyError as exc:
+            raise self._refused("add", exc)
+
+    def edit(self, item: Any, commit: bool = True) -> None:
+        try:
+            self.session.merge(item)
+            if commit:
+                self.session.commit()
+        except SQLAlchemyError as exc:
+            raise self._refused("edit", exc)
+
+    def delete(self, item: Any, commit: bool = True) -> None:
+        try:
+            self.session.delete(item)
+            if commit:
+                self.session.commit()
+        except SQLAlchemyError as exc:
+            raise self._refused("delete", exc)
+
+
+class ClinicModelView(ModelView):
+    """A CRUD screen governed by the policy's read/create/edit/delete permissions."""
+
+    method_permission_name = VIEW_METHOD_PERMISSIONS
+    base_permissions = [READ, CREATE, EDIT, DELETE]
+    page_size = 25
+
+    @expose("/action/<string:name>/<pk>", methods=["GET", "POST"])
+    @has_access
+    def action(self, name, pk):
+        """Run a single-record action, on a record this user may see (FAB's skips row filters)."""
+        action = self.actions.get(name)
+        if action is None:
+            abort(404)
+        if not self.is_get_mutation_allowed():
+            abort(405)
+        if not self.appbuilder.sm.has_access(
+            self.get_action_permission_name(name), self.class_permission_name
+        ):
+            abort(403)
+        item = self.datamodel.get(self._deserialize_pk_if_composite(pk), self._base_filters)
+        if item is None:
+            abort(404)
+        return action.func(item)
+
+    @expose("/action_post", methods=["POST"])
+    @has_access
+    def action_post(self):
+        """Run an action on the selected records this user may see."""
+        name = request.form.get("action", "")
+        action = self.actions.get(name)
+        if action is None:
+            abort(404)
+        if not self.appbuilder.sm.has_access(
+            self.get_action_permission_name(name), self.class_permission_name
+        ):
+            abort(403)
+        items = [
+            self.datamodel.get(self._deserialize_pk_if_composite(pk), self._base_filters)
+            for pk in request.form.getlist("rowid")
+        ]
+        if not items or any(item is None for item in items):
+            abort(404)
+        return action.func(items)
+
+
+class ClinicModelApi(ModelRestApi):
+    """A REST resource under /api/v1/, sharing its screen's permission name.
+
+    Bearer tokens only: a browser's session cookie is never accepted, so no other site can make
+    a signed-in browser write through the API.
+    """
+
+    allow_browser_login = False
+    method_permission_name = API_METHOD_PERMISSIONS
+    base_permissions = [READ, CREATE, EDIT, DELETE]
+    page_size = 25
+
+
+def scoped_relation_filters(model: type) -> dict[str, list[list]]:
+    """FAB ``query_rel_fields`` keeping each relationship's choices to the user's branches."""
+    filters: dict[str, list[list]] = {}
+    for rel in sa_inspect(model).relationships:
+        target = rel.mapper.class_
+        if issubclass(target, Branch):
+            filters[rel.key] = [["id", FilterInBranches, None]]
+        elif issubclass(target, BranchOwnedMixin):
+            filters[rel.key] = [["branch_id", FilterInBranches, None]]
+        elif issubclass(target, User):
+            filters[rel.key] = [["branches", FilterWorksInMyBranches, None]]
+    return filters
+
+
+def _merged(own: dict | None, scoped: dict[str, list[list]]) -> dict[str, list[list]]:
+    merged = {key: list(value) for key, value in scoped.items()}
+    for key, value in (own or {}).items():
+        merged.setdefault(key, []).extend(value)
+    return merged
+
+
+class BranchNotAllowedError(Exception):
+    """The record names a branch the user does not work at."""
+
+
+class BranchScopedMixin:
+    """Keeps a view or API over a branch-owned model to the signed-in user's branches.
+
+    Lists, show, edit and delete are filtered (``base_filters``); relationship dropdowns and
+    search filters offer only the user's branches and their records; a new or edited record
+    must name one of the user's branches, and gets it by default when the user has just one.
+    """
+
+    branch_column = "branch_id"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.base_filters = [[self.branch_column, FilterInBranches, None]] + list(
+            self.base_filters or []
+        )
+        scoped = scoped_relation_filters(self.datamodel.obj)
+        if isinstance(self, ModelRestApi):
+            self.add_query_rel_fields = _merged(self.add_query_rel_fields, scoped)
+            self.edit_query_rel_fields = _merged(self.edit_query_rel_fields, scoped)
+        else:
+            self.add_form_query_rel_fields = _merged(self.add_form_query_rel_fields, scoped)
+            self.edit_form_query_rel_fields = _merged(self.edit_form_query_rel_fields, scoped)
+            self.search_form_query_rel_fields = _merged(
+                self.search_form_query_rel_fields, scoped
+            )
+        super().__init__(*args, **kwargs)
+
+    def _check_branch(self, item: Any) -> None:
+        if getattr(item, self.branch_column) is None and getattr(item, "branch", None) is None:
+            setattr(item, self.branch_column, default_branch_id())
+        branch_id = getattr(item, self.branch_column)
+        if branch_id is None and getattr(item, "branch", None) is not None:
+            branch_id = item.branch.id
+        if branch_id not in allowed_branch_ids():
+            message = str(_l("Choose one of your own branches for this record."))
+            if isinstance(self, ModelRestApi):
+                abort(422, description=message)
+            raise BranchNotAllowedError(message)
+
+    def pre_add(self, item: Any) -> None:
+        self._check_branch(item)
+        super().pre_add(item)
+
+    def pre_update(self, item: Any) -> None:
+        self._check_branch(item)
+        super().pre_update(item)
+

@@ -1,0 +1,202 @@
+"""ClinicDesk configuration, read from environment variables.
+
+``CLINICDESK_ENV`` (development | test | production, default development) picks the class.
+Production refuses to start unless ``SECRET_KEY``, ``DATABASE_URL`` and ``REDIS_URL`` are set;
+development keeps a random secret key in the git-ignored ``instance/`` folder.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = Path(os.environ.get("CLINICDESK_INSTANCE_DIR", BASE_DIR / "instance"))
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a configuration the app can run with."""
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def _instance_secret_key() -> str:
+    """A per-installation development key, created once and kept out of git."""
+    path = INSTANCE_DIR / "secret_key"
+    if not path.exists():
+        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _sqlalchemy_url(url: str) -> str:
+    # Hosting platforms hand out "postgres://"; SQLAlchemy 2 wants "postgresql://" (psycopg 3).
+    if url.startswith("postgres://"):
+        return "postgresql://" + url[len("postgres://"):]
+    return url
+
+
+class Config:
+    """Settings shared by every environment."""
+
+    ENV_NAME = "base"
+    APP_NAME = "ClinicDesk"
+    SECRET_KEY: str | None = os.environ.get("SECRET_KEY")
+    SQLALCHEMY_DATABASE_URI: str | None = None
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    REDIS_URL: str | None = os.environ.get("REDIS_URL") or None
+    # Jobs run in-process when no Redis is configured (development without Redis).
+    JOBS_INLINE: bool = False
+    RQ_QUEUES = ("default", "reports", "maintenance")
+    REDIS_HEALTH_TIMEOUT = 0.5
+
+    # Flask-AppBuilder: migrations own the schema and `clinic init` owns permissions.
+    FAB_CREATE_DB = False
+    FAB_UPDATE_PERMS = False
+    FAB_SECURITY_MANAGER_CLASS = "app.security.manager.ClinicSecurityManager"
+    FAB_BASE_TEMPLATE = "clinic/base.html"
+    FAB_INDEX_VIEW = "app.views.home.HomeView"
+    FAB_ADD_SECURITY_PERMISSION_VIEW = False
+    FAB_ADD_SECURITY_VIEW_MENU_VIEW = False
+    FAB_ADD_SECURITY_PERMISSION_VIEWS_VIEW = False
+    FAB_PASSWORD_HASH_METHOD = "scrypt"
+    FAB_API_SWAGGER_UI = True
+    FAB_API_MAX_PAGE_SIZE = 100
+    AUTH_TYPE = 1  # AUTH_DB
+    AUTH_ROLE_ADMIN = "Admin"
+    AUTH_ROLE_PUBLIC = "Public"
+    AUTH_USER_REGISTRATION = False
+    APP_ICON = ""
+    APP_THEME = ""
+
+    # Languages offered in the UI; translations live in the top-level translations/ folder.
+    BABEL_DEFAULT_LOCALE = "en"
+    BABEL_TRANSLATION_DIRECTORIES = str(BASE_DIR / "translations")
+    LANGUAGES = {
+        "en": {"flag": "gb", "name": "English"},
+        "es": {"flag": "es", "name": "Español"},
+    }
+
+    # Forms need a CSRF token; sessions get safe cookie flags.
+    WTF_CSRF_ENABLED = True
+    WTF_CSRF_TIME_LIMIT = None
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = _env_bool("CLINICDESK_SECURE_COOKIES", False)
+    REMEMBER_COOKIE_HTTPONLY = True
+    PERMANENT_SESSION_LIFETIME = timedelta(minutes=_env_int("CLINICDESK_IDLE_MINUTES", 15))
+
+    # Flask-Limiter: one limiter, its counters in Redis when Redis is configured.
+    RATELIMIT_ENABLED = True
+    AUTH_RATE_LIMITED = True
+    AUTH_RATE_LIMIT = os.environ.get("CLINICDESK_AUTH_RATE_LIMIT", "10 per 20 second")
+    RATELIMIT_KEY_PREFIX = "clinicdesk-limits"
+    RATELIMIT_HEADERS_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    # Number of reverse proxies in front of the app whose X-Forwarded-For may be trusted.
+    PROXY_FIX_HOPS = _env_int("CLINICDESK_PROXY_HOPS", 0)
+
+    MAX_CONTENT_LENGTH = 8 * 1024 * 1024
+    BRANCH_LOGO_MAX_BYTES = 512 * 1024
+
+    # Request logs drop query strings (a search may carry a patient's name).
+    LOG_LEVEL = os.environ.get("CLINICDESK_LOG_LEVEL", "INFO")
+
+    @classmethod
+    def validate(cls) -> None:
+        """Refuse to run with an incomplete configuration.
+
+        :raises ConfigError: when a required setting is missing.
+        """
+        if not cls.SECRET_KEY:
+            raise ConfigError("SECRET_KEY is not set")
+        if not cls.SQLALCHEMY_DATABASE_URI:
+            raise ConfigError("DATABASE_URL is not set")
+
+
+class DevelopmentConfig(Config):
+    """A laptop or a demo box: SQLite in instance/, jobs inline unless REDIS_URL is set."""
+
+    ENV_NAME = "development"
+    SECRET_KEY = os.environ.get("SECRET_KEY") or None
+    SQLALCHEMY_DATABASE_URI = _sqlalchemy_url(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_DIR / 'clinicdesk.db'}"
+    )
+    JOBS_INLINE = Config.REDIS_URL is None
+    RATELIMIT_STORAGE_URI = Config.REDIS_URL or "memory://"
+
+    @classmethod
+    def validate(cls) -> None:
+        if not cls.SECRET_KEY:
+            cls.SECRET_KEY = _instance_secret_key()
+        super().validate()
+
+
+class TestConfig(Config):
+    """The test suite: a real database (DATABASE_URL or SQLite) and a real Redis when REDIS_URL is set."""
+
+    ENV_NAME = "test"
+    TESTING = True
+    SECRET_KEY = "test-only-secret-key-not-for-production"  # noqa: S105 - test config only
+    SQLALCHEMY_DATABASE_URI = _sqlalchemy_url(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_DIR / 'test.db'}"
+    )
+    JOBS_INLINE = Config.REDIS_URL is None
+    RATELIMIT_STORAGE_URI = Config.REDIS_URL or "memory://"
+    RATELIMIT_KEY_PREFIX = "clinicdesk-test-limits"
+    FAB_PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"  # fast hashes keep the suite quick
+
+
+class ProductionConfig(Config):
+    """A clinic's server: every secret and service address comes from the environment."""
+
+    ENV_NAME = "production"
+    SQLALCHEMY_DATABASE_URI = (
+        _sqlalchemy_url(os.environ["DATABASE_URL"]) if os.environ.get("DATABASE_URL") else None
+    )
+    RATELIMIT_STORAGE_URI = Config.REDIS_URL
+    SESSION_COOKIE_SECURE = _env_bool("CLINICDESK_SECURE_COOKIES", True)
+    REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    PREFERRED_URL_SCHEME = "https"
+
+    @classmethod
+    def validate(cls) -> None:
+        super().validate()
+        if not cls.REDIS_URL:
+            raise ConfigError("REDIS_URL is not set")
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "test": TestConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_from_env() -> type[Config]:
+    """The config class named by CLINICDESK_ENV.
+
+    :raises ConfigError: for an unknown environment name.
+    """
+    name = os.environ.get("CLINICDESK_ENV", "development").strip().lower()
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ConfigError(
+            f"CLINICDESK_ENV must be one of {', '.join(CONFIGS)}, not {name!r}"
+        ) from None
