@@ -1,0 +1,259 @@
+"""Shared fixtures: a migrated, seeded database per test module, the app, clients and logins.
+
+The database is PostgreSQL when ``DATABASE_URL`` names one (the full suite in CI), otherwise a
+SQLite file. It is migrated and seeded once per run into a template; each test module gets its
+own copy, so modules never see each other's rows. Redis is the real server at ``REDIS_URL``
+(default ``redis://127.0.0.1:6379/15``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+_RUN_DIR = Path(tempfile.mkdtemp(prefix="clinicdesk-tests-"))
+os.environ["CLINICDESK_ENV"] = "test"
+os.environ["CLINICDESK_INSTANCE_DIR"] = str(_RUN_DIR / "instance")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+import pytest  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+from flask import Flask  # noqa: E402
+
+from app import create_app  # noqa: E402
+from config import TestConfig  # noqa: E402
+
+#: Every demo user's password in tests.
+PASSWORD = "correct-horse-battery-staple"
+#: The demo users by role, as ``clinic seed-demo`` creates them.
+ROLE_USERS = {
+    "Admin": "admin",
+    "Owner": "owner",
+    "Doctor": "doctor",
+    "Receptionist": "reception",
+    "Pharmacist": "pharmacist",
+    "Lab technician": "labtech",
+    "Accountant": "accountant",
+}
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def _is_postgres(url: str) -> bool:
+    return url.startswith("postgresql")
+
+
+class DatabaseFactory:
+    """Makes databases for tests: copies of one migrated and seeded template."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = sa.engine.make_url(base_url)
+        self.postgres = _is_postgres(base_url)
+        self.counter = 0
+        self.made: list[str] = []
+        self.template = self._name("tpl")
+
+    def _name(self, suffix: str) -> str:
+        if self.postgres:
+            return f"clinicdesk_test_{RUN_ID}_{suffix}"
+        return str(_RUN_DIR / f"{suffix}.db")
+
+    def url(self, name: str) -> str:
+        if self.postgres:
+            return self.base_url.set(database=name).render_as_string(hide_password=False)
+        return f"sqlite:///{name}"
+
+    def _admin(self):
+        return sa.create_engine(
+            self.base_url.set(database="postgres"), isolation_level="AUTOCOMMIT"
+        )
+
+    def create_empty(self, suffix: str) -> str:
+        """A new, empty database (no tables); returns its URL."""
+        name = self._name(suffix)
+        if self.postgres:
+            engine = self._admin()
+            with engine.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            engine.dispose()
+        else:
+            Path(name).unlink(missing_ok=True)
+        self.made.append(name)
+        return self.url(name)
+
+    def copy_of_template(self) -> str:
+        """A new database holding the migrated, seeded template; returns its URL."""
+        self.counter += 1
+        name = self._name(f"m{self.counter}")
+        if self.postgres:
+            engine = self._admin()
+            with engine.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+                conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'))
+            engine.dispose()
+        else:
+            shutil.copyfile(self.template, name)
+        self.made.append(name)
+        return self.url(name)
+
+    def drop(self, url: str) -> None:
+        name = sa.engine.make_url(url).database
+        if self.postgres:
+            engine = self._admin()
+            with engine.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            engine.dispose()
+        else:
+            Path(name).unlink(missing_ok=True)
+
+    def drop_all(self) -> None:
+        for name in self.made:
+            self.drop(self.url(name))
+
+
+def config_for(database_url: str, **overrides) -> type[TestConfig]:
+    """A TestConfig subclass pointing at ``database_url``, with any settings overridden.
+
+    Each config counts rate limits under its own Redis prefix, generous by default: tests that
+    exercise the limits set ``AUTH_RATE_LIMIT`` themselves.
+    """
+    settings = {
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "RATELIMIT_KEY_PREFIX": f"clinicdesk-test-{RUN_ID}-{uuid.uuid4().hex[:6]}",
+        "AUTH_RATE_LIMIT": "1000 per 20 second",
+        **overrides,
+    }
+    return type("ModuleTestConfig", (TestConfig,), settings)
+
+
+def migrate_and_seed(url: str) -> None:
+    """What a fresh installation runs: ``clinic init`` then ``clinic seed-demo``."""
+    app = create_app(config_for(url))
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["clinic", "init"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(args=["clinic", "seed-demo", "--password", PASSWORD])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        from app.extensions import db
+
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def databases():
+    """The run's database factory, with the template migrated and seeded."""
+    base = os.environ.get("DATABASE_URL") or f"sqlite:///{_RUN_DIR / 'base.db'}"
+    factory = DatabaseFactory(base)
+    template_url = factory.create_empty("tpl")
+    migrate_and_seed(template_url)
+    yield factory
+    factory.drop_all()
+    shutil.rmtree(_RUN_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def database_url(databases) -> str:
+    """This module's own copy of the seeded database."""
+    return databases.copy_of_template()
+
+
+@pytest.fixture(scope="module")
+def make_app(database_url):
+    """Build an app on this module's database, with settings overridden as a test needs."""
+    apps: list[Flask] = []
+
+    def factory(**overrides) -> Flask:
+        app = create_app(config_for(database_url, **overrides))
+        apps.append(app)
+        return app
+
+    yield factory
+    from app.extensions import db
+
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def app(make_app) -> Flask:
+    """The app as the suite normally sees it (CSRF on, real Redis)."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def app_ctx(app):
+    with app.app_context():
+        yield app
+
+
+CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
+
+
+def csrf_token_from(html: str) -> str:
+    """The CSRF token embedded in a rendered form."""
+    match = CSRF_RE.search(html)
+    assert match, "no CSRF token in the page"
+    return match.group(1) or match.group(2)
+
+
+class Auth:
+    """Sign in and out through the real login form, as a person would."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    def login(self, username: str, password: str = PASSWORD):
+        page = self.client.get("/login/")
+        return self.client.post(
+            "/login/",
+            data={
+                "username": username,
+                "password": password,
+                "csrf_token": csrf_token_from(page.get_data(as_text=True)),
+            },
+        )
+
+    def logout(self):
+        page = self.client.get("/")
+        return self.client.post(
+            "/logout/", data={"csrf_token": csrf_token_from(page.get_data(as_text=True))}
+        )
+
+
+@pytest.fixture
+def auth(client) -> Auth:
+    return Auth(client)
+
+
+def login_as(app: Flask, username: str):
+    """A test client already signed in as ``username`` (skips the form; for bulk checks)."""
+    with app.app_context():
+        user = app.appbuilder.sm.find_user(username=username)
+        user_id = user.id
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["_user_id"] = str(user_id)
+        session["_fresh"] = True
+    return client
+
+
+def bearer_headers(app: Flask, username: str) -> dict[str, str]:
+    """Authorization headers with an API access token for ``username``."""
+    from flask_jwt_extended import create_access_token
+
+    with app.app_context():
+        user = app.appbuilder.sm.find_user(username=username)
+        token = create_access_token(identity=str(user.id), fresh=True)
+    return {"Authorization": f"Bearer {token}"}
