@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
+from flask.cli import AppGroup
 from flask_migrate import upgrade
 
 from app.demo import DEMO_USERS, DemoRefusedError, demo_password_file, seed_demo
@@ -12,7 +13,7 @@ from app.jobs.worker import make_worker
 from app.security.sync import sync_permissions
 from app.services.org import ensure_organisation
 
-clinic = click.Group("clinic", help="ClinicDesk set-up and operations.")
+clinic = AppGroup("clinic", help="ClinicDesk set-up and operations.")
 
 
 @clinic.command("init")
