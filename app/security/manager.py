@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from flask_appbuilder.security.sqla.manager import SecurityManager
 
-from app.security.views import ClinicAuthView, ClinicUserModelView
+from app.security.views import (
+    ClinicAuthView,
+    ClinicGroupModelView,
+    ClinicRoleModelView,
+    ClinicUserModelView,
+)
 
 
 class ClinicSecurityManager(SecurityManager):
@@ -16,4 +21,6 @@ class ClinicSecurityManager(SecurityManager):
 
     authdbview = ClinicAuthView
     userdbmodelview = ClinicUserModelView
+    rolemodelview = ClinicRoleModelView
+    groupmodelview = ClinicGroupModelView
     userstatschartview = None

@@ -38,8 +38,6 @@ VIEW_METHOD_PERMISSIONS = {
     "add": "create",
     "edit": "edit",
     "delete": "delete",
-    "action": "edit",
-    "action_post": "edit",
     # FAB's file download needs UPLOAD_FOLDER, which ClinicDesk does not use: never granted.
     "download": "download",
 }
@@ -62,13 +60,15 @@ JOBS = "Jobs"
 OPENAPI = "OpenApi"
 SWAGGER = "SwaggerView"
 # FAB's own self-service screens (profile and own password).
-USER_VIEW = "UserDBModelView"
+USER_VIEW = "Users"
+ROLES_VIEW = "Roles"
+GROUPS_VIEW = "Groups"
 USER_INFO_EDIT = "UserInfoEditView"
 RESET_MY_PASSWORD = "ResetMyPasswordView"
 
 #: Every signed-in staff member may see and edit their own profile and change their own password.
 SELF_SERVICE: dict[str, frozenset[str]] = {
-    USER_VIEW: frozenset({"can_userinfo", "resetmypassword"}),
+    USER_VIEW: frozenset({"can_userinfo", "resetmypassword", "userinfoedit"}),
     USER_INFO_EDIT: frozenset({"can_this_form_get", "can_this_form_post"}),
     RESET_MY_PASSWORD: frozenset({"can_this_form_get", "can_this_form_post"}),
     OPENAPI: frozenset({"can_get"}),
@@ -98,8 +98,8 @@ ROLE_GRANTS: dict[str, dict[str, frozenset[str]]] = {
 ADMIN_ONLY_VIEWS = frozenset(
     {
         JOBS,
-        "RoleModelView",
-        "UserGroupModelView",
+        ROLES_VIEW,
+        GROUPS_VIEW,
         USER_VIEW,  # the user list itself; staff get only the self-service pairs above
         "ResetPasswordView",
         "MenuApi",
@@ -115,16 +115,22 @@ PUBLIC_ENDPOINTS = frozenset(
         "health.health",
         "ClinicAuthView.login",
         "SecurityApi.login",
-        "SecurityApi.refresh",
+        # Signs out whoever is signed in; for a visitor it does nothing.
+        "ClinicAuthView.logout",
         "LocaleView.index",
         "UtilView.back",
     }
 )
+#: Endpoints that authenticate by a refresh token in the request, not by session or permission.
+REFRESH_TOKEN_ENDPOINTS = frozenset({"SecurityApi.refresh"})
+#: Every model view's ``action``/``action_post`` routes: open to signed-in users, while each
+#: action checks its own (action, view) permission (app/security/actions.py).
+ACTION_METHODS = frozenset({"action", "action_post"})
 #: Endpoints every signed-in user may open; anonymous visitors are sent to the login page.
 SIGNED_IN_ENDPOINTS = frozenset(
     {
         "HomeView.index",
-        "ClinicAuthView.logout",
+        "BrandingView.logo",
     }
 )
 

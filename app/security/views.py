@@ -6,12 +6,18 @@ from flask import current_app, flash, g, redirect, request
 from flask_appbuilder import expose
 from flask_appbuilder.security.decorators import no_cache
 from flask_appbuilder.security.forms import LoginForm_db
-from flask_appbuilder.security.views import AuthDBView, UserDBModelView
+from flask_appbuilder.security.views import (
+    AuthDBView,
+    RoleModelView,
+    UserDBModelView,
+    UserGroupModelView,
+)
 from flask_babel import lazy_gettext as _l
 from flask_login import login_user, logout_user
 from wtforms.validators import ValidationError
 
-from app.security.policy import ALL_BRANCH_ROLES, USER_VIEW
+from app.security.actions import SafeModelViewMixin
+from app.security.policy import ALL_BRANCH_ROLES, GROUPS_VIEW, ROLES_VIEW, USER_VIEW
 
 
 class ClinicAuthView(AuthDBView):
@@ -50,6 +56,12 @@ class ClinicAuthView(AuthDBView):
         )
 
 
+def roles_required(form, field) -> None:
+    """Every account needs a role: it is what the policy grants permissions to."""
+    if not field.data:
+        raise ValidationError(str(_l("Choose at least one role.")))
+
+
 def branches_required_for_scoped_roles(form, field) -> None:
     """A user whose roles work per branch must be assigned at least one branch."""
     roles = {role.name for role in (form.roles.data or [])}
@@ -59,7 +71,7 @@ def branches_required_for_scoped_roles(form, field) -> None:
         )
 
 
-class ClinicUserModelView(UserDBModelView):
+class ClinicUserModelView(SafeModelViewMixin, UserDBModelView):
     """The Admin's user list: staff accounts with their roles and branches."""
 
     route_base = "/users"
@@ -95,7 +107,19 @@ class ClinicUserModelView(UserDBModelView):
         "branches": _l("Where this person works. Owners, accountants and admins see every branch."),
     }
     validators_columns = {
-        **UserDBModelView.validators_columns,
+        "roles": [roles_required],
         "branches": [branches_required_for_scoped_roles],
     }
 
+
+
+class ClinicRoleModelView(SafeModelViewMixin, RoleModelView):
+    """FAB's role screen (Admin only), with safe actions."""
+
+    class_permission_name = ROLES_VIEW
+
+
+class ClinicGroupModelView(SafeModelViewMixin, UserGroupModelView):
+    """FAB's group screen (Admin only), with safe actions."""
+
+    class_permission_name = GROUPS_VIEW

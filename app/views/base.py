@@ -13,20 +13,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from functools import wraps
-
-from flask import abort, current_app, redirect, request
-from flask_appbuilder import ModelRestApi, ModelView, expose, has_access
+from flask import abort
+from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder.exceptions import DatabaseException
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.sqla.models import User
 from flask_babel import lazy_gettext as _l
-from flask_login import current_user
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from app.models.base import BranchOwnedMixin
 from app.models.org import Branch
+from app.security.actions import SafeModelViewMixin
 from app.security.policy import (
     API_METHOD_PERMISSIONS,
     CREATE,
@@ -43,18 +41,6 @@ from app.security.scoping import (
 )
 
 log = logging.getLogger(__name__)
-
-def signed_in(view):
-    """Let any signed-in user in; send anonymous visitors to the login page and back."""
-
-    @wraps(view)
-    def wrapper(*args, **kwargs):
-        if not current_user.is_authenticated:
-            return redirect(current_app.appbuilder.get_url_for_login_with(request.path))
-        return view(*args, **kwargs)
-
-    return wrapper
-
 
 class SafeDatabaseError(DatabaseException):
     """A write the database refused, described without SQL or the values involved.
@@ -119,50 +105,12 @@ class ClinicSQLAInterface(SQLAInterface):
             raise self._refused("delete", exc)
 
 
-class ClinicModelView(ModelView):
+class ClinicModelView(SafeModelViewMixin, ModelView):
     """A CRUD screen governed by the policy's read/create/edit/delete permissions."""
 
     method_permission_name = VIEW_METHOD_PERMISSIONS
     base_permissions = [READ, CREATE, EDIT, DELETE]
     page_size = 25
-
-    @expose("/action/<string:name>/<pk>", methods=["GET", "POST"])
-    @has_access
-    def action(self, name, pk):
-        """Run a single-record action, on a record this user may see (FAB's skips row filters)."""
-        action = self.actions.get(name)
-        if action is None:
-            abort(404)
-        if not self.is_get_mutation_allowed():
-            abort(405)
-        if not self.appbuilder.sm.has_access(
-            self.get_action_permission_name(name), self.class_permission_name
-        ):
-            abort(403)
-        item = self.datamodel.get(self._deserialize_pk_if_composite(pk), self._base_filters)
-        if item is None:
-            abort(404)
-        return action.func(item)
-
-    @expose("/action_post", methods=["POST"])
-    @has_access
-    def action_post(self):
-        """Run an action on the selected records this user may see."""
-        name = request.form.get("action", "")
-        action = self.actions.get(name)
-        if action is None:
-            abort(404)
-        if not self.appbuilder.sm.has_access(
-            self.get_action_permission_name(name), self.class_permission_name
-        ):
-            abort(403)
-        items = [
-            self.datamodel.get(self._deserialize_pk_if_composite(pk), self._base_filters)
-            for pk in request.form.getlist("rowid")
-        ]
-        if not items or any(item is None for item in items):
-            abort(404)
-        return action.func(items)
 
 
 class ClinicModelApi(ModelRestApi):

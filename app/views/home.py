@@ -7,7 +7,7 @@ from flask_appbuilder import IndexView, expose
 
 from app.security.scoping import allowed_branch_ids, role_names
 from app.services.org import get_organisation
-from app.views.base import signed_in
+from app.security.actions import signed_in
 
 
 class HomeView(IndexView):

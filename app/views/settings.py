@@ -20,7 +20,8 @@ from app.services.org import (
     normalise_phone,
     time_zone_names,
 )
-from app.views.base import ClinicModelApi, ClinicModelView, ClinicSQLAInterface, signed_in
+from app.security.actions import signed_in
+from app.views.base import ClinicModelApi, ClinicModelView, ClinicSQLAInterface
 
 MONTHS = [
     (1, _l("January")),
