@@ -51,7 +51,9 @@ def allowed_branch_ids(user: Any | None = None) -> list[int]:
     if not has_request_context():
         return []
     if "clinic_branch_ids" not in g:
-        g.clinic_branch_ids = _compute_allowed(current_user)
+        # FAB sets g.user for both session and API-token requests; flask-login only knows sessions.
+        user = g.get("user") or current_user
+        g.clinic_branch_ids = _compute_allowed(user)
     return g.clinic_branch_ids
 
 

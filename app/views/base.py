@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import abort
 from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder.exceptions import DatabaseException
 from flask_appbuilder.models.sqla.interface import SQLAInterface
@@ -22,6 +21,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from app.extensions import db
 from app.models.base import BranchOwnedMixin
 from app.models.org import Branch
 from app.security.actions import SafeModelViewMixin
@@ -178,16 +178,20 @@ class BranchScopedMixin:
         super().__init__(*args, **kwargs)
 
     def _check_branch(self, item: Any) -> None:
-        if getattr(item, self.branch_column) is None and getattr(item, "branch", None) is None:
-            setattr(item, self.branch_column, default_branch_id())
-        branch_id = getattr(item, self.branch_column)
-        if branch_id is None and getattr(item, "branch", None) is not None:
-            branch_id = item.branch.id
+        """Default the branch for one-branch users; refuse any branch the user does not work at.
+
+        The relationship wins over the column: an edit that changes ``item.branch`` has not
+        updated ``branch_id`` yet.
+
+        :raises BranchNotAllowedError: for a branch outside the user's branches.
+        """
+        branch = getattr(item, "branch", None)
+        branch_id = branch.id if branch is not None else getattr(item, self.branch_column)
+        if branch_id is None:
+            branch_id = default_branch_id()
+            setattr(item, self.branch_column, branch_id)
         if branch_id not in allowed_branch_ids():
-            message = str(_l("Choose one of your own branches for this record."))
-            if isinstance(self, ModelRestApi):
-                abort(422, description=message)
-            raise BranchNotAllowedError(message)
+            raise BranchNotAllowedError(str(_l("Choose one of your own branches for this record.")))
 
     def pre_add(self, item: Any) -> None:
         self._check_branch(item)
@@ -196,4 +200,19 @@ class BranchScopedMixin:
     def pre_update(self, item: Any) -> None:
         self._check_branch(item)
         super().pre_update(item)
+
+    # REST APIs: FAB calls pre_add/pre_update outside its error handling, so answer 422 here.
+    def post_headless(self):
+        try:
+            return super().post_headless()
+        except BranchNotAllowedError as exc:
+            db.session.rollback()
+            return self.response_422(message={"branch": [str(exc)]})
+
+    def put_headless(self, pk):
+        try:
+            return super().put_headless(pk)
+        except BranchNotAllowedError as exc:
+            db.session.rollback()
+            return self.response_422(message={"branch": [str(exc)]})
 
