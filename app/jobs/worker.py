@@ -14,16 +14,20 @@ class ClinicWorker(Worker):
     """An RQ worker whose work-horse runs each job in a fresh app context.
 
     The work-horse is a fork of the worker: it must not reuse the parent's database connections,
-    so the pool is dropped (without closing the parent's sockets) before each job.
+    so it drops the inherited pool (without closing the parent's sockets) before the job starts.
     """
 
     app: Flask
 
-    def perform_job(self, job: Any, queue: Any) -> bool:
+    def main_work_horse(self, job: Any, queue: Any) -> None:
         with self.app.app_context():
             db.engine.dispose(close=False)
+        super().main_work_horse(job, queue)
+
+    def perform_job(self, job: Any, queue: Any, *args: Any, **kwargs: Any) -> bool:
+        with self.app.app_context():
             try:
-                return super().perform_job(job, queue)
+                return super().perform_job(job, queue, *args, **kwargs)
             finally:
                 db.session.remove()
 
