@@ -23,6 +23,7 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 import pytest  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from flask import Flask  # noqa: E402
+from flask_appbuilder.const import PERMISSION_PREFIX  # noqa: E402
 
 from app import create_app  # noqa: E402
 from config import TestConfig  # noqa: E402
@@ -257,3 +258,16 @@ def bearer_headers(app: Flask, username: str) -> dict[str, str]:
         user = app.appbuilder.sm.find_user(username=username)
         token = create_access_token(identity=str(user.id), fresh=True)
     return {"Authorization": f"Bearer {token}"}
+
+
+def required_permission(view: BaseView, method_name: str) -> tuple[str, str] | None:
+    """The (permission, view name) FAB's @has_access / @protect checks for this method."""
+    func = getattr(view, method_name, None)
+    base = getattr(func, "_permission_name", None)
+    if base is None:
+        return None
+    name = base if base.startswith(PERMISSION_PREFIX) else PERMISSION_PREFIX + base
+    mapped = (view.method_permission_name or {}).get(method_name)
+    if mapped:
+        name = PERMISSION_PREFIX + mapped
+    return name, view.class_permission_name

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import pytest
 from flask import Flask, url_for
 from flask_appbuilder import BaseView, expose, has_access
-from flask_appbuilder.const import PERMISSION_PREFIX
 from flask_appbuilder.security.sqla.models import Group, PermissionView, Role, User
 from werkzeug.routing import Rule
 
@@ -23,7 +22,7 @@ from app.extensions import db
 from app.models.org import Branch, Organisation
 from app.security.actions import SafeModelViewMixin
 from app.security import policy
-from tests.conftest import ROLE_USERS, bearer_headers, login_as
+from tests.conftest import ROLE_USERS, bearer_headers, login_as, required_permission
 
 MISSING_PK = 987654
 SENTINEL_BRANCH = "Sentinel Branch Qvx"
@@ -47,19 +46,6 @@ class Route:
     @property
     def label(self) -> str:
         return f"{self.method} {self.rule.rule}"
-
-
-def required_permission(view: BaseView, method_name: str) -> tuple[str, str] | None:
-    """The (permission, view name) FAB's @has_access / @protect checks for this method."""
-    func = getattr(view, method_name, None)
-    base = getattr(func, "_permission_name", None)
-    if base is None:
-        return None
-    name = base if base.startswith(PERMISSION_PREFIX) else PERMISSION_PREFIX + base
-    mapped = (view.method_permission_name or {}).get(method_name)
-    if mapped:
-        name = PERMISSION_PREFIX + mapped
-    return name, view.class_permission_name
 
 
 def classify_routes(app: Flask) -> tuple[list[Route], list[str]]:
