@@ -137,7 +137,10 @@ def seed_demo(password: str | None = None) -> tuple[list[str], str]:
     """
     if current_app.config.get("ENV_NAME") == "production":
         raise DemoRefusedError("demo data is never loaded into a production installation")
-    ensure_organisation("Springfield Family Clinics")
+    organisation = ensure_organisation()
+    organisation.name = "Springfield Family Clinics"
+    organisation.legal_name = organisation.legal_name or "Springfield Family Clinics LLP"
+    organisation.email = organisation.email or "hello@example.org"
     branches = seed_branches()
     password = demo_password(password)
     usernames = seed_users(password, branches)

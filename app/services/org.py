@@ -36,7 +36,9 @@ def currency_codes() -> frozenset[str]:
 
 @lru_cache(maxsize=1)
 def country_codes() -> frozenset[str]:
-    return frozenset(code for code in Locale("en").territories if len(code) == 2 and code.isalpha())
+    """ISO 3166 codes of real countries: those with a telephone numbering plan and a name."""
+    names = Locale("en").territories
+    return frozenset(code for code in phonenumbers.SUPPORTED_REGIONS if code in names)
 
 
 def country_choices(locale: str = "en") -> list[tuple[str, str]]:
