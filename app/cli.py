@@ -34,8 +34,12 @@ def init_command() -> None:
 
 @clinic.command("seed-demo")
 @click.option("--password", help="Password for every demo user (default: random, kept in instance/).")
-def seed_demo_command(password: str | None) -> None:
+@click.option("--if-empty", is_flag=True, help="Only seed a database that has no users yet.")
+def seed_demo_command(password: str | None, if_empty: bool) -> None:
     """Create or refresh the demo clinic: two branches and one user per role."""
+    if if_empty and current_app.appbuilder.sm.count_users():
+        click.echo("Users exist already: demo data not loaded.")
+        return
     try:
         usernames, password = seed_demo(password)
     except DemoRefusedError as exc:
