@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import models  # noqa: F401 - registers every table before FAB and Alembic look
 from app.extensions import csrf, db, make_appbuilder, migrate
+from app.logs import init_logging
 from config import BASE_DIR, INSTANCE_DIR, Config, config_from_env
 
 
@@ -23,7 +22,7 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
 
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
     app.config.from_object(config_class)
-    _init_logging(app)
+    init_logging(app)
     if app.config["PROXY_FIX_HOPS"]:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=app.config["PROXY_FIX_HOPS"], x_proto=1, x_host=1
@@ -45,8 +44,3 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
 
     register_cli(app)
     return app
-
-
-def _init_logging(app: Flask) -> None:
-    level = getattr(logging, str(app.config["LOG_LEVEL"]).upper(), logging.INFO)
-    logging.getLogger("app").setLevel(level)

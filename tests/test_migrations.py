@@ -141,3 +141,17 @@ def test_boot_never_syncs_permissions(empty_database):
     run_cli(app, "clinic", "init")
     with app.app_context():
         assert permission_snapshot(app) == before
+
+
+def test_init_removes_permissions_on_views_that_no_longer_exist(empty_database):
+    app = create_app(config_for(empty_database))
+    run_cli(app, "clinic", "init")
+    with app.app_context():
+        sm = app.appbuilder.sm
+        gone = sm.add_permission_view_menu(policy.READ, "RetiredScreen")
+        sm.add_permission_role(sm.find_role(policy.DOCTOR), gone)
+    output = run_cli(app, "clinic", "init")
+    assert "1 revoked" in output
+    with app.app_context():
+        assert app.appbuilder.sm.find_view_menu("RetiredScreen") is None
+    assert "already up to date" in run_cli(app, "clinic", "init")

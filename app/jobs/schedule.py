@@ -1,4 +1,7 @@
-"""Periodic jobs, declared as data for ``rq cron`` (schedules are in UTC).
+"""Periodic jobs, declared as data for ``rq cron``.
+
+Schedules are written in UTC: rq 3 reads cron expressions in the process's local time, so the
+cron process runs with ``TZ=UTC`` (the Dockerfile sets it; boot.sh does too).
 
 Run exactly one cron process: ``rq cron app.jobs.schedule --url "$REDIS_URL"``. Missed runs are
 not caught up, so each periodic job works out for itself what is due.

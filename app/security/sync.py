@@ -43,6 +43,29 @@ def menu_permissions(appbuilder: AppBuilder, pairs: set[tuple[str, str]]) -> set
     return menu_pairs
 
 
+def remove_stale_views(appbuilder: AppBuilder) -> list[tuple[str, str, str]]:
+    """Delete permissions on views and menus the app no longer has (a view renamed or removed).
+
+    FAB's own ``security_cleanup`` also "converges" class names that ClinicDesk never used, and
+    warns about each one at every run; this does only the cleanup.
+    """
+    sm = appbuilder.sm
+    live = {view.class_permission_name for view in appbuilder.baseviews}
+    live |= set(appbuilder.menu.get_flat_name_list())
+    removed = []
+    for view_menu in sm.get_all_view_menu():
+        if view_menu.name in live:
+            continue
+        for perm_view in sm.find_permissions_view_menu(view_menu):
+            for role in sm.get_all_roles():
+                if perm_view in role.permissions:
+                    sm.del_permission_role(role, perm_view)
+                    removed.append((role.name, perm_view.permission.name, view_menu.name))
+            sm.del_permission_view_menu(perm_view.permission.name, view_menu.name)
+        sm.del_view_menu(view_menu.name)
+    return removed
+
+
 def sync_permissions(appbuilder: AppBuilder) -> SyncReport:
     """Create FAB's permissions for every view, then give each staff role exactly its policy.
 
@@ -57,7 +80,7 @@ def sync_permissions(appbuilder: AppBuilder) -> SyncReport:
             sm.add_role(builtin)
             report.roles_created.append(builtin)
     appbuilder.add_permissions(update_perms=True)
-    sm.security_cleanup(appbuilder.baseviews, appbuilder.menu)
+    report.revoked.extend(remove_stale_views(appbuilder))
 
     for role_name in STAFF_ROLES:
         role = sm.find_role(role_name)

@@ -23,15 +23,15 @@ def register_views(app: Flask, appbuilder: AppBuilder) -> None:
     app.register_blueprint(health_bp)
 
     appbuilder.add_view(
-        StaffModelView, "Staff", label=_l("Staff"), icon="fa-users", category="Team",
+        StaffModelView, "Staff directory", label=_l("Staff"), icon="fa-users", category="Team",
         category_label=_l("Team"),
     )
     appbuilder.add_view(
-        SettingsView, "Settings", label=_l("Settings"), icon="fa-gear",
+        SettingsView, "Organisation settings", label=_l("Settings"), icon="fa-gear",
         category="Administration", category_label=_l("Administration"),
     )
     appbuilder.add_view(
-        JobsView, "Jobs", label=_l("Background jobs"), icon="fa-gears",
+        JobsView, "Background jobs", label=_l("Background jobs"), icon="fa-gears",
         category="Administration",
     )
     appbuilder.add_view_no_menu(BranchModelView)
