@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models.org import Branch, Organisation
-from tests.conftest import Auth, csrf_token_from, login_as
+from tests.conftest import Auth, bearer_headers, csrf_token_from, login_as
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -151,3 +151,46 @@ def test_accountant_reads_settings_but_cannot_change_them(app):
 @pytest.mark.parametrize("username", ["doctor", "reception", "pharmacist", "labtech"])
 def test_branch_staff_cannot_open_settings(app, username):
     assert login_as(app, username).get("/settings/").status_code == 403
+
+
+API_BRANCH = {
+    "name": "Riverside Clinic", "code": "rv", "country": "IN", "time_zone": "Asia/Kolkata",
+    "currency": "INR", "phone": "080 4000 1234", "fy_start_month": 4,
+}
+
+
+def test_owner_adds_a_branch_through_the_api(app):
+    client = app.test_client()
+    response = client.post("/api/v1/branches/", json=API_BRANCH, headers=bearer_headers(app, "owner"))
+    assert response.status_code == 201, response.json
+    riverside = branch(app, "RV")
+    assert riverside.phone == "+918040001234"
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("currency", "XXY"), ("time_zone", "Mars/Olympus"), ("country", "ZZ"), ("fy_start_month", 13),
+     ("phone", "12")],
+)
+def test_api_refuses_invalid_branch_settings(app, field, value):
+    client = app.test_client()
+    data = {**API_BRANCH, "name": f"API bad {field}", "code": f"X{field[:3].upper()}", field: value}
+    response = client.post("/api/v1/branches/", json=data, headers=bearer_headers(app, "owner"))
+    assert response.status_code == 422, response.json
+    with app.app_context():
+        assert db.session.scalar(sa.select(Branch).where(Branch.name == f"API bad {field}")) is None
+
+
+def test_api_refuses_an_impossible_phone_number_without_an_error_page(app):
+    client = app.test_client()
+    data = {**API_BRANCH, "name": "API odd phone", "code": "XOP", "phone": "0000000000000000"}
+    response = client.post("/api/v1/branches/", json=data, headers=bearer_headers(app, "owner"))
+    assert response.status_code == 422, response.json
+
+
+def test_doctor_cannot_add_branches_through_the_api(app):
+    client = app.test_client()
+    response = client.post(
+        "/api/v1/branches/", json={**API_BRANCH, "code": "DOC"}, headers=bearer_headers(app, "doctor")
+    )
+    assert response.status_code == 403

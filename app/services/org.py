@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models.org import Branch, Organisation
+from app.services.errors import ClinicError
 
 #: Logo formats a letterhead may use, by their first bytes.
 LOGO_SIGNATURES = {
@@ -20,7 +21,7 @@ LOGO_SIGNATURES = {
 }
 
 
-class InvalidSettingError(ValueError):
+class InvalidSettingError(ClinicError, ValueError):
     """A setting's value is not one ClinicDesk can use; the message says why, for the user."""
 
 
@@ -69,6 +70,16 @@ def normalise_phone(raw: str, country: str) -> str:
     if not phonenumbers.is_possible_number(number):
         raise InvalidSettingError("not a possible phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_branch(branch: Branch) -> None:
+    """Store a branch's code in capitals and its phone in international form.
+
+    :raises InvalidSettingError: when the phone number cannot be read for the branch's country.
+    """
+    branch.code = (branch.code or "").strip().upper()
+    if branch.phone:
+        branch.phone = normalise_phone(branch.phone, branch.country)
 
 
 def get_organisation() -> Organisation | None:

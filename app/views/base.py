@@ -39,6 +39,7 @@ from app.security.scoping import (
     allowed_branch_ids,
     default_branch_id,
 )
+from app.services.errors import ClinicError
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,21 @@ class ClinicModelApi(ModelRestApi):
     base_permissions = [READ, CREATE, EDIT, DELETE]
     page_size = 25
 
+    # FAB calls pre_add/pre_update outside its error handling: a refused rule answers 422 here.
+    def post_headless(self):
+        try:
+            return super().post_headless()
+        except ClinicError as exc:
+            db.session.rollback()
+            return self.response_422(message=str(exc))
+
+    def put_headless(self, pk):
+        try:
+            return super().put_headless(pk)
+        except ClinicError as exc:
+            db.session.rollback()
+            return self.response_422(message=str(exc))
+
 
 def scoped_relation_filters(model: type) -> dict[str, list[list]]:
     """FAB ``query_rel_fields`` keeping each relationship's choices to the user's branches."""
@@ -147,7 +163,7 @@ def _merged(own: dict | None, scoped: dict[str, list[list]]) -> dict[str, list[l
     return merged
 
 
-class BranchNotAllowedError(Exception):
+class BranchNotAllowedError(ClinicError):
     """The record names a branch the user does not work at."""
 
 
@@ -200,19 +216,4 @@ class BranchScopedMixin:
     def pre_update(self, item: Any) -> None:
         self._check_branch(item)
         super().pre_update(item)
-
-    # REST APIs: FAB calls pre_add/pre_update outside its error handling, so answer 422 here.
-    def post_headless(self):
-        try:
-            return super().post_headless()
-        except BranchNotAllowedError as exc:
-            db.session.rollback()
-            return self.response_422(message={"branch": [str(exc)]})
-
-    def put_headless(self, pk):
-        try:
-            return super().put_headless(pk)
-        except BranchNotAllowedError as exc:
-            db.session.rollback()
-            return self.response_422(message={"branch": [str(exc)]})
 
