@@ -72,34 +72,29 @@ class DatabaseFactory:
             self.base_url.set(database="postgres"), isolation_level="AUTOCOMMIT"
         )
 
-    def create_empty(self, suffix: str) -> str:
-        """A new, empty database (no tables); returns its URL."""
-        name = self._name(suffix)
+    def _create(self, name: str, template: str | None = None) -> str:
         if self.postgres:
+            source = f' TEMPLATE "{template}"' if template else ""
             engine = self._admin()
             with engine.connect() as conn:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"{source}'))
             engine.dispose()
+        elif template:
+            shutil.copyfile(template, name)
         else:
             Path(name).unlink(missing_ok=True)
         self.made.append(name)
         return self.url(name)
 
+    def create_empty(self, suffix: str) -> str:
+        """A new, empty database (no tables); returns its URL."""
+        return self._create(self._name(suffix))
+
     def copy_of_template(self) -> str:
         """A new database holding the migrated, seeded template; returns its URL."""
         self.counter += 1
-        name = self._name(f"m{self.counter}")
-        if self.postgres:
-            engine = self._admin()
-            with engine.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-                conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'))
-            engine.dispose()
-        else:
-            shutil.copyfile(self.template, name)
-        self.made.append(name)
-        return self.url(name)
+        return self._create(self._name(f"m{self.counter}"), template=self.template)
 
     def drop(self, url: str) -> None:
         name = sa.engine.make_url(url).database
