@@ -57,11 +57,6 @@ def allowed_branch_ids(user: Any | None = None) -> list[int]:
     return g.clinic_branch_ids
 
 
-def allowed_branches_query():
-    """A query of the branches the signed-in user may choose (for dropdowns)."""
-    return db.session.query(Branch).filter(Branch.id.in_(allowed_branch_ids()))
-
-
 class FilterInBranches(BaseFilter):
     """Rows whose ``branch_id`` (or the column named) is one of the user's branches."""
 
@@ -84,20 +79,9 @@ class FilterWorksInMyBranches(BaseFilter):
         return query.filter(branches.any(Branch.id.in_(allowed_branch_ids())))
 
 
-def branch_filter(column: str = "branch_id") -> list:
-    """A FAB ``base_filters`` / ``query_rel_fields`` entry scoping ``column`` to the user's branches."""
-    return [column, FilterInBranches, lambda: None]
-
-
-def staff_filter(column: str = "branches") -> list:
-    """A FAB filter entry keeping users to those who work at the signed-in user's branches."""
-    return [column, FilterWorksInMyBranches, lambda: None]
-
-
 def default_branch_id() -> int | None:
     """The branch a new record gets when the user works at exactly one (else the form asks)."""
     ids = allowed_branch_ids()
     if len(ids) == 1:
         return ids[0]
     return None
-

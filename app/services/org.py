@@ -8,7 +8,6 @@ from zoneinfo import available_timezones
 import phonenumbers
 from babel import Locale
 from babel.numbers import list_currencies
-from sqlalchemy import select
 
 from app.extensions import db
 from app.models.org import Branch, Organisation
@@ -95,7 +94,3 @@ def ensure_organisation(name: str = "ClinicDesk clinic") -> Organisation:
         db.session.add(organisation)
         db.session.flush()
     return organisation
-
-
-def active_branches() -> list[Branch]:
-    return list(db.session.scalars(select(Branch).where(Branch.is_active).order_by(Branch.name)))
