@@ -39,8 +39,25 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
         from app.views import register_views
 
         register_views(app, appbuilder)
+        _check_fab_classes(app, appbuilder)
 
     from app.cli import register_cli
 
     register_cli(app)
     return app
+
+
+def _check_fab_classes(app: Flask, appbuilder) -> None:
+    """Fail loudly where FAB would fall back silently.
+
+    FAB imports FAB_SECURITY_MANAGER_CLASS and FAB_INDEX_VIEW by name; when an import fails it
+    logs the error and carries on with its defaults — no 2FA-capable login, no home page.
+
+    :raises RuntimeError: when either is not the configured class.
+    """
+    from app.security.manager import ClinicSecurityManager
+
+    if not isinstance(appbuilder.sm, ClinicSecurityManager):
+        raise RuntimeError("FAB_SECURITY_MANAGER_CLASS could not be loaded; see the log above")
+    if "HomeView.index" not in app.view_functions:
+        raise RuntimeError("FAB_INDEX_VIEW could not be loaded; see the log above")

@@ -16,6 +16,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import login_user, logout_user
 from wtforms.validators import ValidationError
 
+from app.formatting import names, yes_no
 from app.security.actions import SafeModelViewMixin
 from app.security.policy import ALL_BRANCH_ROLES, GROUPS_VIEW, ROLES_VIEW, USER_VIEW
 
@@ -76,7 +77,12 @@ class ClinicUserModelView(SafeModelViewMixin, UserDBModelView):
 
     route_base = "/users"
     class_permission_name = USER_VIEW
-    list_columns = ["username", "first_name", "last_name", "email", "active", "roles", "branches"]
+    list_title = _l("Users")
+    show_title = _l("User")
+    add_title = _l("Add a user")
+    edit_title = _l("Edit user")
+    list_columns = ["username", "first_name", "last_name", "roles", "branches", "active"]
+    formatters_columns = {"roles": names, "branches": names, "active": yes_no}
     add_columns = [
         "first_name",
         "last_name",
@@ -101,7 +107,15 @@ class ClinicUserModelView(SafeModelViewMixin, UserDBModelView):
             },
         ),
     ]
-    label_columns = {**UserDBModelView.label_columns, "branches": _l("Branches")}
+    label_columns = {
+        **UserDBModelView.label_columns,
+        "username": _l("Username"),
+        "first_name": _l("First name"),
+        "last_name": _l("Last name"),
+        "active": _l("Active"),
+        "roles": _l("Roles"),
+        "branches": _l("Branches"),
+    }
     description_columns = {
         **UserDBModelView.description_columns,
         "branches": _l("Where this person works. Owners, accountants and admins see every branch."),
@@ -117,9 +131,12 @@ class ClinicRoleModelView(SafeModelViewMixin, RoleModelView):
     """FAB's role screen (Admin only), with safe actions."""
 
     class_permission_name = ROLES_VIEW
+    list_title = _l("Roles")
+    list_columns = ["name"]
 
 
 class ClinicGroupModelView(SafeModelViewMixin, UserGroupModelView):
     """FAB's group screen (Admin only), with safe actions."""
 
     class_permission_name = GROUPS_VIEW
+    list_title = _l("Groups")

@@ -6,6 +6,7 @@ from flask import Flask
 from flask_appbuilder import AppBuilder
 from flask_babel import lazy_gettext as _l
 
+from app import formatting
 from app.views.health import bp as health_bp
 from app.views.jobs import JobsView
 from app.views.settings import (
@@ -21,6 +22,7 @@ from app.views.staff import StaffModelView
 def register_views(app: Flask, appbuilder: AppBuilder) -> None:
     """Add every ClinicDesk screen, API and blueprint; menu order is the order below."""
     app.register_blueprint(health_bp)
+    app.add_template_filter(formatting.phone, "phone")
 
     appbuilder.add_view(
         StaffModelView, "Staff directory", label=_l("Staff"), icon="fa-users", category="Team",
@@ -34,7 +36,17 @@ def register_views(app: Flask, appbuilder: AppBuilder) -> None:
         JobsView, "Background jobs", label=_l("Background jobs"), icon="fa-gears",
         category="Administration",
     )
+    _relabel_security_menu(appbuilder)
     appbuilder.add_view_no_menu(BranchModelView)
     appbuilder.add_view_no_menu(OrganisationModelView)
     appbuilder.add_view_no_menu(BrandingView)
     appbuilder.add_api(BranchApi)
+
+
+def _relabel_security_menu(appbuilder: AppBuilder) -> None:
+    """FAB names its entries "List Users" and so on; the menu reads better without "List"."""
+    labels = {"List Users": _l("Users"), "List Roles": _l("Roles"), "List Groups": _l("Groups")}
+    for name, label in labels.items():
+        item = appbuilder.menu.find(name)
+        if item is not None:
+            item.label = label

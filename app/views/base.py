@@ -112,6 +112,9 @@ class ClinicModelView(SafeModelViewMixin, ModelView):
     method_permission_name = VIEW_METHOD_PERMISSIONS
     base_permissions = [READ, CREATE, EDIT, DELETE]
     page_size = 25
+    add_row_message = _l("Saved.")
+    edit_row_message = _l("Your changes are saved.")
+    delete_row_message = _l("Deleted.")
 
 
 class ClinicModelApi(ModelRestApi):

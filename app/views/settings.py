@@ -8,10 +8,11 @@ from flask_appbuilder import BaseView, expose, has_access
 from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError as MarshmallowValidationError
 from marshmallow.validate import OneOf, Range
-from wtforms import FileField, SelectField
+from wtforms import BooleanField, FileField, SelectField
 from wtforms.validators import DataRequired, Email, Optional, ValidationError
 
 from app.extensions import db
+from app.formatting import phone, yes_no
 from app.models.org import Branch, Organisation
 from app.security.actions import signed_in
 from app.security.policy import BRANCHES, CREATE, EDIT, ORGANISATION, READ, SETTINGS
@@ -113,6 +114,11 @@ def _branch_form_fields() -> dict:
             validators=[DataRequired()],
             description=_l("Invoice numbers restart with each financial year."),
         ),
+        "is_active": BooleanField(
+            _l("Active"),
+            default=True,
+            description=_l("Inactive branches keep their records but take no new ones."),
+        ),
         "logo": LogoField(
             _l("Logo"),
             description=_l("PNG or JPEG, printed on the letterhead. Leave empty to keep the current one."),
@@ -132,6 +138,7 @@ class BranchModelView(ClinicModelView):
     add_title = _l("Add a branch")
     edit_title = _l("Edit branch")
     list_columns = ["name", "code", "phone", "time_zone", "currency", "is_active"]
+    formatters_columns = {"phone": phone, "is_active": yes_no}
     search_columns = ["name", "code", "country", "is_active"]
     order_columns = ["name", "code"]
     base_order = ("name", "asc")
@@ -233,6 +240,7 @@ class SettingsView(BaseView):
     @expose("/")
     @has_access
     def index(self):
+        self.update_redirect()  # saving a branch or the organisation comes back here
         sm = self.appbuilder.sm
         return self.render_template(
             "clinic/settings.html",
@@ -278,13 +286,18 @@ class BranchApi(ClinicModelApi):
     edit_columns = add_columns
     order_columns = ["name", "code"]
     search_columns = ["name", "code", "is_active"]
-    validators_columns = {
-        "country": OneOf(sorted(country_codes()), error=_l("Not a known country code.")),
-        "time_zone": OneOf(sorted(time_zone_names()), error=_l("Not a known time zone.")),
-        "currency": OneOf(sorted(currency_codes()), error=_l("Not a known currency code.")),
-        "fy_start_month": Range(min=1, max=12, error=_l("A month from 1 to 12.")),
-        "phone": api_phone,
-    }
+
+    def __init__(self, *args, **kwargs) -> None:
+        # Built per instance, inside the app: marshmallow tests each message's truth, which
+        # would translate a lazy string at import time, before Babel is set up.
+        self.validators_columns = {
+            "country": OneOf(sorted(country_codes()), error=_l("Not a known country code.")),
+            "time_zone": OneOf(sorted(time_zone_names()), error=_l("Not a known time zone.")),
+            "currency": OneOf(sorted(currency_codes()), error=_l("Not a known currency code.")),
+            "fy_start_month": Range(min=1, max=12, error=_l("A month from 1 to 12.")),
+            "phone": api_phone,
+        }
+        super().__init__(*args, **kwargs)
 
     def pre_add(self, item: Branch) -> None:
         normalise_branch(item)

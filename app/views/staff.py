@@ -6,6 +6,7 @@ from flask_appbuilder.security.sqla.models import User
 from flask_appbuilder.models.sqla.filters import FilterEqual
 from flask_babel import lazy_gettext as _l
 
+from app.formatting import names
 from app.security.policy import READ, STAFF
 from app.security.scoping import FilterInBranches, FilterWorksInMyBranches
 from app.views.base import ClinicModelView, ClinicSQLAInterface
@@ -27,6 +28,7 @@ class StaffModelView(ClinicModelView):
     search_columns = ["first_name", "last_name", "username", "roles", "branches"]
     order_columns = ["first_name", "last_name"]
     base_order = ("first_name", "asc")
+    formatters_columns = {"roles": names, "branches": names}
     label_columns = {
         "first_name": _l("First name"),
         "last_name": _l("Last name"),
