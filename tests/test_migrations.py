@@ -155,3 +155,21 @@ def test_init_removes_permissions_on_views_that_no_longer_exist(empty_database):
     with app.app_context():
         assert app.appbuilder.sm.find_view_menu("RetiredScreen") is None
     assert "already up to date" in run_cli(app, "clinic", "init")
+
+
+def test_init_upgrades_a_database_with_data_from_the_first_release(empty_database):
+    app = create_app(config_for(empty_database))
+    run_cli(app, "db", "upgrade", "0001")
+    with app.app_context():
+        db.session.execute(sa.text("INSERT INTO organisation (id, name, default_locale, date_format,"
+                                   " created_at, updated_at) VALUES (1, 'Old Clinic', 'en',"
+                                   " 'dd/MM/yyyy', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        db.session.commit()
+    run_cli(app, "clinic", "init")
+    with app.app_context():
+        row = db.session.execute(
+            sa.text("SELECT name, require_2fa_for_all FROM organisation WHERE id = 1")
+        ).one()
+        assert row[0] == "Old Clinic" and not row[1]
+        versions = set(db.session.scalars(sa.text("SELECT version_num FROM alembic_version")))
+        assert versions == set(head_revisions())

@@ -91,6 +91,8 @@ class Organisation(TimestampMixin, Model):
     website: Mapped[str | None] = mapped_column(String(200))
     default_locale: Mapped[str] = mapped_column(String(10), nullable=False, default="en")
     date_format: Mapped[str] = mapped_column(String(20), nullable=False, default="dd/MM/yyyy")
+    # Two-factor sign-in is always required for Admin and Owner; this extends it to everyone.
+    require_2fa_for_all: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
     def __repr__(self) -> str:
         return self.name
