@@ -13,12 +13,13 @@ from flask_appbuilder.security.views import (
     UserGroupModelView,
 )
 from flask_babel import lazy_gettext as _l
-from flask_login import login_user, logout_user
+from flask_login import logout_user
 from wtforms.validators import ValidationError
 
 from app.formatting import names, yes_no
 from app.security.actions import SafeModelViewMixin
 from app.security.policy import ALL_BRANCH_ROLES, GROUPS_VIEW, ROLES_VIEW, USER_VIEW
+from app.security.sessions import start_session
 
 
 class ClinicAuthView(AuthDBView):
@@ -36,7 +37,7 @@ class ClinicAuthView(AuthDBView):
         if form.validate_on_submit():
             user = self.appbuilder.sm.auth_user_db(form.username.data, form.password.data)
             if user:
-                login_user(user, remember=False)
+                start_session(user)
                 return redirect(self._get_safe_next_url())
             flash(str(self.invalid_login_message), "danger")
             form.password.data = ""
