@@ -23,7 +23,7 @@ install-dev: $(VENV)/.dev
 
 ## Compile the translation catalogues (the .mo files are build output, not committed).
 translations: install
-	$(BIN)/pybabel compile -d translations --statistics 2>&1 | grep -v '^$$' || true
+	$(BIN)/pybabel compile -d translations --statistics
 
 init: install translations
 	$(FLASK) clinic init
