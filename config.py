@@ -7,10 +7,15 @@ development keeps a random secret key in the git-ignored ``instance/`` folder.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 BASE_DIR = Path(__file__).resolve().parent
 INSTANCE_DIR = Path(os.environ.get("CLINICDESK_INSTANCE_DIR", BASE_DIR / "instance"))
@@ -42,6 +47,17 @@ def _instance_secret_key() -> str:
     return path.read_text().strip()
 
 
+def derive_key(secret_key: str, info: bytes) -> str:
+    """32 bytes of key for the purpose named by ``info`` (HKDF-SHA256), url-safe base64."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info)
+    return base64.urlsafe_b64encode(hkdf.derive(secret_key.encode())).decode()
+
+
+def derive_data_key(secret_key: str) -> str:
+    """A Fernet key derived from SECRET_KEY (HKDF-SHA256), for when CLINICDESK_DATA_KEY is unset."""
+    return derive_key(secret_key, b"clinicdesk data key")
+
+
 def _sqlalchemy_url(url: str) -> str:
     # Hosting platforms hand out "postgres://"; SQLAlchemy 2 wants "postgresql://" (psycopg 3).
     if url.startswith("postgres://"):
@@ -57,7 +73,8 @@ class Config:
     SECRET_KEY: str | None = os.environ.get("SECRET_KEY")
     SQLALCHEMY_DATABASE_URI: str | None = None
     SQLALCHEMY_TRACK_MODIFICATIONS = False
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # hide_parameters: a database error's message (and so a log line) never quotes row values.
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "hide_parameters": True}
     REDIS_URL: str | None = os.environ.get("REDIS_URL") or None
     # Jobs run in-process when no Redis is configured (development without Redis).
     JOBS_INLINE: bool = False
@@ -74,6 +91,8 @@ class Config:
     FAB_ADD_SECURITY_VIEW_MENU_VIEW = False
     FAB_ADD_SECURITY_PERMISSION_VIEWS_VIEW = False
     FAB_PASSWORD_HASH_METHOD = "scrypt"
+    # Length, common-password and own-name checks (app/security/passwords.py, bound in create_app).
+    FAB_PASSWORD_COMPLEXITY_ENABLED = True
     FAB_API_SWAGGER_UI = True
     FAB_API_MAX_PAGE_SIZE = 100
     AUTH_TYPE = 1  # AUTH_DB
@@ -98,7 +117,20 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = _env_bool("CLINICDESK_SECURE_COOKIES", False)
     REMEMBER_COOKIE_HTTPONLY = True
-    PERMANENT_SESSION_LIFETIME = timedelta(minutes=_env_int("CLINICDESK_IDLE_MINUTES", 15))
+    # Sessions end after SESSION_IDLE_MINUTES without a request and SESSION_MAX_HOURS after
+    # sign-in, checked on the server at every request (app/security/sessions.py). No
+    # "remember me": a remember cookie is never issued, and one presented is refused.
+    SESSION_IDLE_MINUTES = _env_int("CLINICDESK_IDLE_MINUTES", 15)
+    SESSION_MAX_HOURS = _env_int("CLINICDESK_SESSION_MAX_HOURS", 12)
+    # The cookie is rewritten only when the session changes: last-seen moves once a minute, so
+    # the browser keeps the cookie a minute longer than the idle limit the server enforces.
+    PERMANENT_SESSION_LIFETIME = timedelta(minutes=SESSION_IDLE_MINUTES + 1)
+    SESSION_REFRESH_EACH_REQUEST = False
+    # API tokens: an access token lives 15 minutes, a refresh token no longer than a session.
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=15)
+    JWT_REFRESH_TOKEN_EXPIRES = timedelta(hours=SESSION_MAX_HOURS)
+    # Strict-Transport-Security max-age in seconds; 0 sends none (production sets a year).
+    HSTS_SECONDS = 0
 
     # Flask-Limiter: one limiter, its counters in Redis when Redis is configured.
     RATELIMIT_ENABLED = True
@@ -110,6 +142,16 @@ class Config:
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     # Number of reverse proxies in front of the app whose X-Forwarded-For may be trusted.
     PROXY_FIX_HOPS = _env_int("CLINICDESK_PROXY_HOPS", 0)
+
+    # Per-account lockout: password and two-factor failures count together.
+    AUTH_LOCKOUT_THRESHOLD = _env_int("CLINICDESK_LOCKOUT_THRESHOLD", 5)
+    AUTH_LOCKOUT_MINUTES = _env_int("CLINICDESK_LOCKOUT_MINUTES", 15)
+    # Fernet key for secrets kept in the database (TOTP secrets); validate() derives one from
+    # SECRET_KEY when CLINICDESK_DATA_KEY is not set.
+    DATA_ENCRYPTION_KEY: str | None = os.environ.get("CLINICDESK_DATA_KEY") or None
+    # HMAC key of the audit trail's hash chain; validate() derives one from SECRET_KEY when
+    # CLINICDESK_AUDIT_KEY is not set (set it before ever rotating SECRET_KEY).
+    AUDIT_HMAC_KEY: str | None = os.environ.get("CLINICDESK_AUDIT_KEY") or None
 
     MAX_CONTENT_LENGTH = 8 * 1024 * 1024
     BRANCH_LOGO_MAX_BYTES = 512 * 1024
@@ -127,6 +169,16 @@ class Config:
             raise ConfigError("SECRET_KEY is not set")
         if not cls.SQLALCHEMY_DATABASE_URI:
             raise ConfigError("DATABASE_URL is not set")
+        if not cls.DATA_ENCRYPTION_KEY:
+            cls.DATA_ENCRYPTION_KEY = derive_data_key(cls.SECRET_KEY)
+        if not cls.AUDIT_HMAC_KEY:
+            cls.AUDIT_HMAC_KEY = derive_key(cls.SECRET_KEY, b"clinicdesk audit key")
+        try:
+            Fernet(cls.DATA_ENCRYPTION_KEY)
+        except ValueError:
+            raise ConfigError(
+                "CLINICDESK_DATA_KEY must be a Fernet key (32 url-safe base64-encoded bytes)"
+            ) from None
 
 
 class DevelopmentConfig(Config):
@@ -173,6 +225,7 @@ class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = _env_bool("CLINICDESK_SECURE_COOKIES", True)
     REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
     PREFERRED_URL_SCHEME = "https"
+    HSTS_SECONDS = 365 * 24 * 3600
 
     @classmethod
     def validate(cls) -> None:

@@ -28,6 +28,11 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
             app.wsgi_app, x_for=app.config["PROXY_FIX_HOPS"], x_proto=1, x_host=1
         )
 
+    from app.security.headers import init_security_headers
+    from app.security.passwords import init_passwords
+    from app.security.sessions import init_sessions
+    from app.views.errors import init_error_pages
+
     csrf.init_app(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
@@ -36,14 +41,25 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
         appbuilder = make_appbuilder()
         appbuilder.init_app(app, db.session)
 
+        from app.security.ratelimit import limit_auth_doors
         from app.views import register_views
 
         register_views(app, appbuilder)
         _check_fab_classes(app, appbuilder)
+        limit_auth_doors(appbuilder)
+
+    init_sessions(app)
+    init_passwords(app)
+    init_security_headers(app)
+    init_error_pages(app)
 
     from app.cli import register_cli
+    from app.security.audit_events import init_audit
+    from app.security.signin import init_two_factor
 
     register_cli(app)
+    init_audit(app)
+    init_two_factor(app)
     return app
 
 

@@ -11,6 +11,8 @@ from app.demo import DEMO_USERS, DemoRefusedError, demo_password_file, seed_demo
 from app.extensions import db
 from app.jobs.worker import make_worker
 from app.security.sync import sync_permissions
+from app.services.audit import acting_as
+from app.services.audit_chain import seal_pending, verify_chain
 from app.services.org import ensure_organisation
 
 clinic = AppGroup("clinic", help="ClinicDesk set-up and operations.")
@@ -20,9 +22,10 @@ clinic = AppGroup("clinic", help="ClinicDesk set-up and operations.")
 def init_command() -> None:
     """Bring the database to the latest schema and sync roles and permissions (safe to repeat)."""
     upgrade(directory=current_app.extensions["migrate"].directory)
-    report = sync_permissions(current_app.appbuilder)
-    ensure_organisation()
-    db.session.commit()
+    with acting_as("cli:clinic init"):
+        report = sync_permissions(current_app.appbuilder)
+        ensure_organisation()
+        db.session.commit()
     if report.changed:
         click.echo(
             f"Permissions synced: {len(report.granted)} granted, {len(report.revoked)} revoked, "
@@ -41,7 +44,8 @@ def seed_demo_command(password: str | None, if_empty: bool) -> None:
         click.echo("Users exist already: demo data not loaded.")
         return
     try:
-        usernames, password = seed_demo(password)
+        with acting_as("cli:seed-demo"):
+            usernames, password = seed_demo(password)
     except DemoRefusedError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Demo clinic ready: {len(usernames)} users.")
@@ -67,6 +71,28 @@ def worker_command(queues: tuple[str, ...], burst: bool) -> None:
         raise click.ClickException("REDIS_URL is not set: jobs run inline, no worker is needed.")
     worker = make_worker(current_app._get_current_object(), list(queues) or None)
     worker.work(burst=burst, with_scheduler=True)
+
+
+@clinic.command("audit-verify")
+def audit_verify_command() -> None:
+    """Seal waiting audit entries, then check every link of the audit trail's hash chain.
+
+    Exits with status 1 and names the first broken link when an entry was changed, deleted,
+    inserted or reordered in the database.
+    """
+    sealed_now = seal_pending()
+    report = verify_chain()
+    if not report.ok:
+        click.echo(
+            f"Audit chain BROKEN at seq {report.broken_seq}: {report.reason}. "
+            f"{report.sealed} entries before it verified.",
+            err=True,
+        )
+        raise SystemExit(1)
+    click.echo(
+        f"Audit chain OK: {report.sealed} entries linked and verified "
+        f"({sealed_now} sealed just now, {report.pending} waiting)."
+    )
 
 
 def _print_logins(usernames: list[str], password: str) -> None:

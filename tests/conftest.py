@@ -11,18 +11,25 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
+import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 _RUN_DIR = Path(tempfile.mkdtemp(prefix="clinicdesk-tests-"))
 os.environ["CLINICDESK_ENV"] = "test"
 os.environ["CLINICDESK_INSTANCE_DIR"] = str(_RUN_DIR / "instance")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 
+import pyotp  # noqa: E402
 import pytest  # noqa: E402
+import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from flask import Flask  # noqa: E402
+from flask_appbuilder import BaseView  # noqa: E402
 from flask_appbuilder.const import PERMISSION_PREFIX  # noqa: E402
 
 from app import create_app  # noqa: E402
@@ -41,6 +48,13 @@ ROLE_USERS = {
     "Accountant": "accountant",
 }
 RUN_ID = uuid.uuid4().hex[:8]
+#: Admin and Owner must use two-factor sign-in: the template database enrols the demo admin and
+#: owner with these secrets (the demo seed itself enrols nobody; tests/test_two_factor.py shows
+#: both are sent to enrolment on a freshly seeded database).
+TOTP_SECRETS = {
+    "admin": "ADMINSECRETFORTESTSONLY234567ABC",
+    "owner": "OWNERSECRETFORTESTSONLY234567ABC",
+}
 
 
 def _is_postgres(url: str) -> bool:
@@ -126,18 +140,73 @@ def config_for(database_url: str, **overrides) -> type[TestConfig]:
     return type("ModuleTestConfig", (TestConfig,), settings)
 
 
-def migrate_and_seed(url: str) -> None:
-    """What a fresh installation runs: ``clinic init`` then ``clinic seed-demo``."""
+def migrate_and_seed(url: str, enrol_two_factor: bool = True) -> None:
+    """What a fresh installation runs: ``clinic init`` then ``clinic seed-demo``.
+
+    Then, unless told not to, the admin and owner get two-factor sign-in with the known
+    ``TOTP_SECRETS``, as they would after their first sign-in.
+    """
     app = create_app(config_for(url))
     runner = app.test_cli_runner()
     result = runner.invoke(args=["clinic", "init"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(args=["clinic", "seed-demo", "--password", PASSWORD])
     assert result.exit_code == 0, result.output
+    if enrol_two_factor:
+        for username, secret in TOTP_SECRETS.items():
+            enrol_with_secret(app, username, secret)
     with app.app_context():
         from app.extensions import db
 
         db.engine.dispose()
+
+
+def enrol_with_secret(app: Flask, username: str, secret: str) -> None:
+    """Turn two-factor sign-in on for ``username`` with a known secret (no code used up)."""
+    from app.extensions import db
+    from app.models.base import utcnow
+    from app.security.sessions import security_state
+    from app.security.totp import encrypt_secret
+
+    with app.app_context():
+        state = security_state(app.appbuilder.sm.find_user(username=username).id)
+        state.totp_secret = encrypt_secret(secret)
+        state.totp_confirmed_at = utcnow()
+        state.totp_last_step = None
+        db.session.commit()
+
+
+def next_totp_code(database_url: str, username: str) -> str:
+    """A code for ``username`` (one of ``TOTP_SECRETS``) that the app will accept now.
+
+    The app accepts the steps before, at and after the current one, each once and in order. The
+    helper uses the current step, then the next (both stay valid if the clock moves on a step
+    before the app checks them); when both are used it forgets the last accepted step instead of
+    waiting up to 30 seconds for the clock. The replay guard itself is tested in
+    test_two_factor.py.
+    """
+    totp = pyotp.TOTP(TOTP_SECRETS[username])
+    current = int(time.time() // totp.interval)
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            user_id = conn.execute(
+                sa.text("SELECT id FROM ab_user WHERE username = :u"), {"u": username}
+            ).scalar_one()
+            last = conn.execute(
+                sa.text("SELECT totp_last_step FROM user_security WHERE user_id = :id"),
+                {"id": user_id},
+            ).scalar()
+            if last is not None and last >= current + 1:
+                conn.execute(
+                    sa.text("UPDATE user_security SET totp_last_step = NULL WHERE user_id = :id"),
+                    {"id": user_id},
+                )
+                last = None
+    finally:
+        engine.dispose()
+    step = current if last is None else max(current, last + 1)
+    return totp.generate_otp(step)
 
 
 @pytest.fixture(scope="session")
@@ -211,6 +280,15 @@ class Auth:
         self.client = client
 
     def login(self, username: str, password: str = PASSWORD):
+        """The password step, then the code step for users of ``TOTP_SECRETS`` sent to it."""
+        response = self.password_step(username, password)
+        location = urlsplit(response.headers.get("Location", "")).path
+        if response.status_code == 302 and location == "/totp/" and username in TOTP_SECRETS:
+            database_url = self.client.application.config["SQLALCHEMY_DATABASE_URI"]
+            response = self.code_step(next_totp_code(database_url, username))
+        return response
+
+    def password_step(self, username: str, password: str = PASSWORD):
         page = self.client.get("/login/")
         return self.client.post(
             "/login/",
@@ -221,8 +299,16 @@ class Auth:
             },
         )
 
+    def code_step(self, code: str):
+        """Submit ``code`` on the two-factor step (after a password step)."""
+        page = self.client.get("/totp/")
+        return self.client.post(
+            "/totp/",
+            data={"code": code, "csrf_token": csrf_token_from(page.get_data(as_text=True))},
+        )
+
     def logout(self):
-        page = self.client.get("/")
+        page = self.client.get("/", follow_redirects=True)
         return self.client.post(
             "/logout/", data={"csrf_token": csrf_token_from(page.get_data(as_text=True))}
         )
@@ -234,24 +320,42 @@ def auth(client) -> Auth:
 
 
 def login_as(app: Flask, username: str):
-    """A test client already signed in as ``username`` (skips the form; for bulk checks)."""
+    """A test client already signed in as ``username`` (skips the form; for bulk checks).
+
+    The session holds what ``start_session`` writes: the user's session version and the
+    sign-in and last-seen times, which every request checks.
+    """
+    from app.security.sessions import SEEN_KEY, STARTED_KEY, VERSION_KEY, session_version
+
     with app.app_context():
         user = app.appbuilder.sm.find_user(username=username)
         user_id = user.id
+        version = session_version(user_id)
     client = app.test_client()
     with client.session_transaction() as session:
         session["_user_id"] = str(user_id)
         session["_fresh"] = True
+        session[VERSION_KEY] = version
+        session[STARTED_KEY] = session[SEEN_KEY] = int(time.time())
     return client
 
 
 def bearer_headers(app: Flask, username: str) -> dict[str, str]:
-    """Authorization headers with an API access token for ``username``."""
+    """Authorization headers with an API access token for ``username``.
+
+    The token carries the user's session version (claim ``sv``), as the REST login issues it.
+    """
     from flask_jwt_extended import create_access_token
+
+    from app.security.sessions import VERSION_KEY, session_version
 
     with app.app_context():
         user = app.appbuilder.sm.find_user(username=username)
-        token = create_access_token(identity=str(user.id), fresh=True)
+        token = create_access_token(
+            identity=str(user.id),
+            fresh=True,
+            additional_claims={VERSION_KEY: session_version(user.id)},
+        )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -266,3 +370,39 @@ def required_permission(view: BaseView, method_name: str) -> tuple[str, str] | N
     if mapped:
         name = PERMISSION_PREFIX + mapped
     return name, view.class_permission_name
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of this test's own, on a free port, that the test may stop."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is not installed (.ci/run installs it)"
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield url, process
+    process.kill()
+    process.wait(timeout=10)
+
+
+def stop(process) -> None:
+    process.terminate()
+    process.wait(timeout=10)

@@ -11,6 +11,7 @@ errors); reads target real seeded records, and a denied answer must not contain 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask, url_for
@@ -38,7 +39,7 @@ ROLES = ["anonymous", *ROLE_USERS]
 class Route:
     rule: Rule
     method: str
-    kind: str  # "public", "signed_in", "refresh_token" or "permission"
+    kind: str  # "public", "pending_sign_in", "signed_in", "refresh_token" or "permission"
     view: BaseView | None = None
     view_method: str = ""
     permission: tuple[str, str] | None = None
@@ -61,6 +62,9 @@ def classify_routes(app: Flask) -> tuple[list[Route], list[str]]:
                 continue
             if endpoint in policy.REFRESH_TOKEN_ENDPOINTS:
                 routes.append(Route(rule, method, "refresh_token"))
+                continue
+            if endpoint in policy.PENDING_SIGN_IN_ENDPOINTS:
+                routes.append(Route(rule, method, "pending_sign_in"))
                 continue
             if endpoint in policy.SIGNED_IN_ENDPOINTS:
                 routes.append(Route(rule, method, "signed_in"))
@@ -87,6 +91,8 @@ def expected_allowed(route: Route, role: str) -> bool:
         return True
     if route.kind == "refresh_token":
         return False  # the matrix never sends a refresh token (tested on its own)
+    if route.kind == "pending_sign_in":
+        return False  # nobody here has just passed the password step (tested on its own)
     if role == "anonymous":
         return False
     if route.kind == "signed_in":
@@ -102,13 +108,17 @@ def expected_allowed(route: Route, role: str) -> bool:
 def denied(response, route: Route) -> bool:
     """403/401, or the login page asking the visitor to sign in and come back (``next=``).
 
-    The token refresh door answers 422 to an access token where it wants a refresh token.
+    The token refresh door answers 422 to an access token where it wants a refresh token. The
+    two-factor step sends away everyone without a pending sign-in: visitors to the login page,
+    signed-in users to the home page; it never shows its form to them.
     """
+    location = response.headers.get("Location", "")
+    if route.kind == "pending_sign_in":
+        return response.status_code == 302 and urlsplit(location).path in ("/login/", "/")
     if response.status_code in (401, 403):
         return True
     if route.kind == "refresh_token" and response.status_code == 422:
         return True
-    location = response.headers.get("Location", "")
     return response.status_code in (301, 302, 303) and "/login/?next=" in location
 
 

@@ -287,7 +287,8 @@ def test_cron_schedule_registers_every_periodic_job():
     scheduler.load_config_from_file("app.jobs.schedule")
 
     registered = [
-        (job.func_name, job.queue_name, job.cron, job.kwargs) for job in scheduler.get_jobs()
+        (job.func_name, job.queue_name, job.cron or job.interval, job.kwargs)
+        for job in scheduler.get_jobs()
     ]
     assert registered
     assert registered == _declared_periodic_jobs()

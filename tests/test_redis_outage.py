@@ -2,51 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
-
-import pytest
-import redis
-
-from tests.conftest import Auth, csrf_token_from
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    """A redis-server of this test's own, on a free port, that the test may stop."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed (.ci/run installs it)"
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield url, process
-    process.kill()
-    process.wait(timeout=10)
-
-
-def stop(process) -> None:
-    process.terminate()
-    process.wait(timeout=10)
+from tests.conftest import Auth, csrf_token_from, stop
 
 
 def test_redis_outage_keeps_pages_working(make_app, own_redis):

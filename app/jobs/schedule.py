@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from rq import cron
 
+from app.jobs.audit import seal_audit_chain
 from app.jobs.system import smoke
 
-#: (function, queue, cron expression, keyword arguments). Later domains add their jobs here.
+#: (function, queue, cron expression or interval in seconds, keyword arguments). Later domains
+#: add their jobs here.
 PERIODIC_JOBS = [
     (smoke, "maintenance", "*/30 * * * *", {"token": "heartbeat"}),
+    # New audit entries are linked into the hash chain within seconds.
+    (seal_audit_chain, "maintenance", 10, {}),
 ]
 
-for func, queue_name, expression, kwargs in PERIODIC_JOBS:
-    cron.register(func, queue_name, kwargs=kwargs, cron=expression)
+for func, queue_name, schedule, kwargs in PERIODIC_JOBS:
+    when = {"interval": schedule} if isinstance(schedule, int) else {"cron": schedule}
+    cron.register(func, queue_name, kwargs=kwargs, **when)

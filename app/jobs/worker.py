@@ -8,6 +8,7 @@ from flask import Flask
 from rq import Worker
 
 from app.extensions import db, get_redis
+from app.services.audit import acting_as
 
 
 class ClinicWorker(Worker):
@@ -15,6 +16,7 @@ class ClinicWorker(Worker):
 
     The work-horse is a fork of the worker: it must not reuse the parent's database connections,
     so it drops the inherited pool (without closing the parent's sockets) before the job starts.
+    Each job acts as the named system actor ``job:<function name>`` in the audit trail.
     """
 
     app: Flask
@@ -25,7 +27,9 @@ class ClinicWorker(Worker):
         super().main_work_horse(job, queue)
 
     def perform_job(self, job: Any, queue: Any, *args: Any, **kwargs: Any) -> bool:
-        with self.app.app_context():
+        # Every write a job makes is audited under its name, e.g. "job:send_reminders".
+        actor = "job:" + (job.func_name or "unknown").rsplit(".", 1)[-1]
+        with self.app.app_context(), acting_as(actor):
             try:
                 return super().perform_job(job, queue, *args, **kwargs)
             finally:

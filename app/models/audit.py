@@ -17,9 +17,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, foreign, mapped_column, relationship
 
 from app.models.base import utcnow
+from app.models.org import Branch
 
 # SQLite only auto-increments INTEGER primary keys.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -65,6 +66,18 @@ class AuditEntry(Model):
     seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     entry_hash: Mapped[str | None] = mapped_column(String(64))
+
+    # For reading and filtering only: an entry outlives the branch it names (no foreign key).
+    branch: Mapped[Branch | None] = relationship(
+        Branch, primaryjoin=lambda: foreign(AuditEntry.branch_id) == Branch.id, viewonly=True
+    )
+
+    @property
+    def record(self) -> str:
+        """``Branch #2``: the model and id of the record the entry is about."""
+        if self.record_id is None:
+            return self.model or ""
+        return f"{self.model} #{self.record_id}"
 
 
 class AuditChainHead(Model):

@@ -43,6 +43,8 @@ class Branch(TimestampMixin, Model):
     """One clinic location: its contact details, money and calendar conventions, and letterhead."""
 
     __tablename__ = "branch"
+    # Audit entries about a branch carry its own id as their branch.
+    __audit_branch__ = "id"
     __table_args__ = (
         CheckConstraint("fy_start_month BETWEEN 1 AND 12", name="ck_branch_fy_start_month"),
         CheckConstraint("length(country) = 2", name="ck_branch_country"),

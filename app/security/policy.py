@@ -25,6 +25,8 @@ ACCOUNTANT = "Accountant"
 STAFF_ROLES = (OWNER, DOCTOR, RECEPTIONIST, PHARMACIST, LAB_TECHNICIAN, ACCOUNTANT)
 #: Roles that see every branch's records; everyone else sees only the branches assigned to them.
 ALL_BRANCH_ROLES = frozenset({ADMIN, OWNER, ACCOUNTANT})
+#: Roles that must sign in with a second factor; the organisation setting extends it to everyone.
+TWO_FACTOR_ROLES = frozenset({ADMIN, OWNER})
 
 # Permissions -----------------------------------------------------------------------------------
 READ = "can_read"
@@ -58,6 +60,9 @@ ORGANISATION = "Organisation"
 STAFF = "Staff"
 JOBS = "Jobs"
 OPENAPI = "OpenApi"
+#: The audit trail (changes and sign-in events) and the log of reads of patient data.
+AUDIT_LOG = "AuditLog"
+ACCESS_LOG = "AccessLog"
 SWAGGER = "SwaggerView"
 # FAB's own self-service screens (profile and own password).
 USER_VIEW = "Users"
@@ -98,6 +103,8 @@ ROLE_GRANTS: dict[str, dict[str, frozenset[str]]] = {
 ADMIN_ONLY_VIEWS = frozenset(
     {
         JOBS,
+        AUDIT_LOG,
+        ACCESS_LOG,
         ROLES_VIEW,
         GROUPS_VIEW,
         USER_VIEW,  # the user list itself; staff get only the self-service pairs above
@@ -123,6 +130,10 @@ PUBLIC_ENDPOINTS = frozenset(
 )
 #: Endpoints that authenticate by a refresh token in the request, not by session or permission.
 REFRESH_TOKEN_ENDPOINTS = frozenset({"SecurityApi.refresh"})
+#: The second sign-in step: open to whoever has just passed the password step (a half-signed-in
+#: visitor, not yet signed in). It checks that pending state itself and sends everyone else
+#: away: visitors to the login page, signed-in users to the home page.
+PENDING_SIGN_IN_ENDPOINTS = frozenset({"TotpView.verify"})
 #: Every model view's ``action``/``action_post`` routes: open to signed-in users, while each
 #: action checks its own (action, view) permission (app/security/actions.py).
 ACTION_METHODS = frozenset({"action", "action_post"})
@@ -131,6 +142,7 @@ SIGNED_IN_ENDPOINTS = frozenset(
     {
         "HomeView.index",
         "BrandingView.logo",
+        "TotpView.enroll",
     }
 )
 

@@ -77,6 +77,11 @@ def normalise_branch(branch: Branch) -> None:
     :raises InvalidSettingError: when the phone number cannot be read for the branch's country.
     """
     branch.code = (branch.code or "").strip().upper()
+    # Browsers send textarea line breaks as CRLF: store them as plain newlines.
+    for field in ("address", "letterhead_text"):
+        value = getattr(branch, field)
+        if value:
+            setattr(branch, field, value.replace("\r\n", "\n"))
     if branch.phone:
         branch.phone = normalise_phone(branch.phone, branch.country)
 

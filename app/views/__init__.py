@@ -7,6 +7,8 @@ from flask_appbuilder import AppBuilder
 from flask_babel import lazy_gettext as _l
 
 from app import formatting
+from app.security.totp_views import TotpView
+from app.views.audit import AccessLogModelView, AuditLogModelView
 from app.views.health import bp as health_bp
 from app.views.jobs import JobsView
 from app.views.settings import (
@@ -36,10 +38,19 @@ def register_views(app: Flask, appbuilder: AppBuilder) -> None:
         JobsView, "Background jobs", label=_l("Background jobs"), icon="fa-gears",
         category="Administration",
     )
+    appbuilder.add_view(
+        AuditLogModelView, "Audit log", label=_l("Audit log"), icon="fa-clipboard-list",
+        category="Administration",
+    )
+    appbuilder.add_view(
+        AccessLogModelView, "Access log", label=_l("Access log"), icon="fa-eye",
+        category="Administration",
+    )
     _relabel_security_menu(appbuilder)
     appbuilder.add_view_no_menu(BranchModelView)
     appbuilder.add_view_no_menu(OrganisationModelView)
     appbuilder.add_view_no_menu(BrandingView)
+    appbuilder.add_view_no_menu(TotpView)
     appbuilder.add_api(BranchApi)
 
 

@@ -6,12 +6,16 @@
 - ``BranchScopedMixin``: put it first on a view or API over a ``BranchOwnedMixin`` model and its
   lists, detail pages, edits, deletes, search filters, dropdowns and new rows keep to the
   signed-in user's branches.
+- ``access_log = "patient"`` on a view or API: every list page, detail page and API read of it
+  is recorded in the access log, one entry per page (``logs_access`` does it for a view's own
+  routes, such as a print page).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from functools import wraps
+from typing import Any, Callable, Iterable
 
 from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder.exceptions import DatabaseException
@@ -39,6 +43,8 @@ from app.security.scoping import (
     allowed_branch_ids,
     default_branch_id,
 )
+from app.services.audit import record_access
+from app.services.audit_subjects import audit_subject
 from app.services.errors import ClinicError
 
 log = logging.getLogger(__name__)
@@ -106,6 +112,53 @@ class ClinicSQLAInterface(SQLAInterface):
             raise self._refused("delete", exc)
 
 
+def record_reads(view: Any, action: str, pks: Iterable[Any]) -> None:
+    """One access-log entry for the rows of ``view``'s model that a page or API call showed.
+
+    The rows are still in the session (the page just loaded them), so naming their patients
+    costs no query.
+    """
+    model = view.datamodel.obj
+    pks = list(pks)
+    items = [item for item in (db.session.get(model, pk) for pk in pks) if item is not None]
+    declared = audit_subject(model)
+    subjects = (
+        [getattr(item, declared[1]) for item in items]
+        if declared and declared[0] == view.access_log
+        else []
+    )
+    branches = {getattr(item, "branch_id", None) for item in items}
+    record_access(
+        view.access_log,
+        None,
+        action,
+        records=pks,
+        model=model.__name__,
+        subject_ids=subjects,
+        branch_id=branches.pop() if len(branches) == 1 else None,
+    )
+
+
+def logs_access(action: str) -> Callable:
+    """Record a view's own route (a print page, an export of one record) in the access log.
+
+    Put it under ``@has_access``; the route must take ``pk``. The read is recorded once the page
+    was served without error, and only when the view declares ``access_log``.
+    """
+
+    def decorator(handler: Callable) -> Callable:
+        @wraps(handler)
+        def wrapper(self, *args: Any, **kwargs: Any):
+            response = handler(self, *args, **kwargs)
+            if self.access_log and getattr(response, "status_code", 200) < 400:
+                record_reads(self, action, [self._deserialize_pk_if_composite(kwargs["pk"])])
+            return response
+
+        return wrapper
+
+    return decorator
+
+
 class ClinicModelView(SafeModelViewMixin, ModelView):
     """A CRUD screen governed by the policy's read/create/edit/delete permissions."""
 
@@ -115,6 +168,21 @@ class ClinicModelView(SafeModelViewMixin, ModelView):
     add_row_message = _l("Saved.")
     edit_row_message = _l("Your changes are saved.")
     delete_row_message = _l("Deleted.")
+    #: The subject type ("patient", "lead") whose data this screen shows: each list and detail
+    #: page then writes one access-log entry naming the records (and patients) it showed.
+    access_log: str | None = None
+
+    def _list(self, **kwargs: Any):
+        widgets = super()._list(**kwargs)
+        if self.access_log:
+            record_reads(self, "view", widgets["list"].template_args["pks"])
+        return widgets
+
+    def _show(self, pk: Any):
+        widgets = super()._show(pk)  # a record outside the user's reach is a 404 before this
+        if self.access_log:
+            record_reads(self, "view", [pk])
+        return widgets
 
 
 class ClinicModelApi(ModelRestApi):
@@ -128,6 +196,18 @@ class ClinicModelApi(ModelRestApi):
     method_permission_name = API_METHOD_PERMISSIONS
     base_permissions = [READ, CREATE, EDIT, DELETE]
     page_size = 25
+    #: As on ``ClinicModelView``: each GET of a record or a page of records is one access entry.
+    access_log: str | None = None
+
+    def pre_get(self, data: dict[str, Any]) -> None:
+        super().pre_get(data)
+        if self.access_log:
+            record_reads(self, "api_read", [data["id"]])
+
+    def pre_get_list(self, data: dict[str, Any]) -> None:
+        super().pre_get_list(data)
+        if self.access_log:
+            record_reads(self, "api_read", data["ids"])
 
     # FAB calls pre_add/pre_update outside its error handling: a refused rule answers 422 here.
     def post_headless(self):

@@ -205,8 +205,11 @@ class OrganisationModelView(ClinicModelView):
     show_title = _l("Organisation")
     edit_title = _l("Edit organisation")
     list_columns = ["name", "legal_name", "email", "phone"]
-    show_columns = ["name", "legal_name", "email", "phone", "website", "default_locale"]
+    show_columns = [
+        "name", "legal_name", "email", "phone", "website", "default_locale", "require_2fa_for_all",
+    ]
     edit_columns = show_columns
+    formatters_columns = {"require_2fa_for_all": yes_no}
     label_columns = {
         "name": _l("Name"),
         "legal_name": _l("Legal name"),
@@ -214,6 +217,7 @@ class OrganisationModelView(ClinicModelView):
         "phone": _l("Phone"),
         "website": _l("Website"),
         "default_locale": _l("Default language"),
+        "require_2fa_for_all": _l("Require two-factor sign-in for everyone"),
     }
     validators_columns = {
         "email": [Optional(), Email(message=_l("Enter a valid e-mail address."))],
@@ -224,7 +228,15 @@ class OrganisationModelView(ClinicModelView):
             _l("Default language"),
             choices=[("en", "English"), ("es", "Español")],
             validators=[DataRequired()],
-        )
+        ),
+        # A checkbox: FAB would make a NOT NULL boolean "required", i.e. always ticked.
+        "require_2fa_for_all": BooleanField(
+            _l("Require two-factor sign-in for everyone"),
+            description=_l(
+                "Admins and owners always need it. When this is on, everyone else sets it up at "
+                "their next sign-in and can do nothing else until they have."
+            ),
+        ),
     }
 
 

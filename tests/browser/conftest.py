@@ -2,13 +2,14 @@
 
 Each test module gets its own copy of the seeded database and its own server on a free port of
 127.0.0.1. Pages may only load from that server: a request to any other host (a CDN, a web font,
-an analytics script) fails the test, and so does an uncaught JavaScript error. Screenshots go to
-``tests/browser/artifacts/`` (git-ignored).
+an analytics script) fails the test, and so does an uncaught JavaScript error or anything the
+Content Security Policy blocks. Screenshots go to ``tests/browser/artifacts/`` (git-ignored).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, TOTP_SECRETS, next_totp_code
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -137,12 +138,18 @@ def browser():
 
 
 class PageProblems:
-    """What went wrong while a page was open: off-site requests and uncaught script errors."""
+    """What went wrong while a page was open: off-site requests, uncaught script errors and
+    anything the Content Security Policy blocked (Chromium reports it on the console)."""
 
     def __init__(self, server_url: str) -> None:
         self.allowed = urlsplit(server_url).netloc
         self.offsite: list[str] = []
         self.script_errors: list[str] = []
+        self.csp_violations: list[str] = []
+
+    def check_console(self, message) -> None:
+        if "Content Security Policy" in message.text:
+            self.csp_violations.append(message.text)
 
     def check_request(self, route) -> None:
         url = route.request.url
@@ -156,6 +163,7 @@ class PageProblems:
     def assert_none(self) -> None:
         assert not self.offsite, f"the page tried to load from other hosts: {self.offsite}"
         assert not self.script_errors, f"uncaught JavaScript errors: {self.script_errors}"
+        assert not self.csp_violations, f"blocked by the CSP: {self.csp_violations}"
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -184,6 +192,7 @@ def page(browser, live_server, request):
     context.route("**/*", problems.check_request)
     tab = context.new_page()
     tab.on("pageerror", lambda error: problems.script_errors.append(str(error)))
+    tab.on("console", problems.check_console)
     yield tab
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
@@ -209,13 +218,21 @@ def screenshot(page):
 
 
 @pytest.fixture
-def sign_in(page):
-    """``sign_in(username, password)``: through the login form, as a person would."""
+def sign_in(page, database_url):
+    """``sign_in(username, password)``: through the login form, as a person would.
+
+    The admin and owner then type the current code from their app (``TOTP_SECRETS``).
+    """
 
     def sign_in_as(username: str, password: str = PASSWORD) -> None:
         page.goto("/login/")
         page.get_by_label("Username").fill(username)
         page.get_by_label("Password").fill(password)
         page.get_by_role("button", name="Sign in").click()
+        if username in TOTP_SECRETS and password == PASSWORD:
+            page.wait_for_url(re.compile(r"/totp/"))
+            if urlsplit(page.url).path == "/totp/":
+                page.get_by_label("Code", exact=True).fill(next_totp_code(database_url, username))
+                page.get_by_role("button", name="Verify and sign in").click()
 
     return sign_in_as
