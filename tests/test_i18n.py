@@ -292,3 +292,9 @@ def test_unknown_language_is_refused(client):
     assert client.get("/lang/xx").status_code == 404
     body = client.get("/login/").get_data(as_text=True)
     assert ">English<" in current_language_link(body)
+
+
+def test_the_page_language_follows_the_chosen_locale(client):
+    assert '<html lang="en">' in client.get("/login/").get_data(as_text=True)
+    client.get("/lang/es")
+    assert '<html lang="es">' in client.get("/login/").get_data(as_text=True)
