@@ -25,7 +25,7 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
     init_logging(app)
     if app.config["PROXY_FIX_HOPS"]:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=app.config["PROXY_FIX_HOPS"], x_proto=1, x_host=1
+            app.wsgi_app, x_for=app.config["PROXY_FIX_HOPS"], x_proto=1
         )
 
     from app.security.headers import init_security_headers

@@ -110,22 +110,29 @@ def test_form_create_and_edit_of_a_branch_are_audited(audit_app):
     }
 
 
-def test_form_delete_is_audited_with_the_last_values_and_no_secret(audit_app):
+def test_form_delete_is_audited_with_the_last_values(audit_app):
     with audit_app.app_context(), acting_as("test:setup"):
-        sm = audit_app.appbuilder.sm
-        user = sm.add_user("leaving", "Lee", "Ving", "leaving@example.org",
-                           sm.find_role(policy.ACCOUNTANT), password="a-long-leaving-password")
-        user_id, password_hash = user.id, user.password
+        role_id = audit_app.appbuilder.sm.add_role("Temporary locum").id
+        db.session.commit()
     admin = signed_in(audit_app, "admin")
     since = last_entry_id(audit_app)
-    response = post_form(admin, f"/users/delete/{user_id}", {}, form_page="/users/list/")
+    response = post_form(admin, f"/roles/delete/{role_id}", {}, form_page="/roles/list/")
     assert response.status_code == 302
-    [deleted] = entries_since(audit_app, since, model="User", action="delete")
-    assert deleted.actor == "admin" and deleted.record_id == str(user_id)
-    recorded = changes(deleted)
-    assert recorded["username"] == {"old": "leaving", "new": None}
-    assert recorded["password"] == {"old": "[redacted]", "new": None}
-    assert password_hash not in deleted.details
+    [deleted] = entries_since(audit_app, since, model="Role", action="delete")
+    assert deleted.actor == "admin" and deleted.record_id == str(role_id)
+    assert changes(deleted)["name"] == {"old": "Temporary locum", "new": None}
+
+
+def test_accounts_are_deactivated_never_deleted(audit_app):
+    """A sealed entry names its actor forever: the user screen offers no delete, even to Admin."""
+    with audit_app.app_context():
+        user_id = audit_app.appbuilder.sm.find_user(username="labtech").id
+    admin = signed_in(audit_app, "admin")
+    response = post_form(admin, f"/users/delete/{user_id}", {}, form_page="/users/list/")
+    assert response.status_code == 403
+    with audit_app.app_context():
+        assert audit_app.appbuilder.sm.get_user_by_id(user_id) is not None
+        assert "Delete" not in admin.get("/users/list/").get_data(as_text=True)
 
 
 def test_rest_api_writes_are_audited(audit_app):
@@ -294,11 +301,12 @@ def test_a_new_role_and_its_grants_are_recorded_on_the_role(audit_app):
 def test_sign_in_events_appear_in_the_audit_log(audit_app):
     with audit_app.app_context():
         doctor = audit_app.appbuilder.sm.find_user(username="doctor")
-        entry = record_auth_event("login_failure", username="doctor",
+        entry = record_auth_event("login_failure", doctor,
                                   details={"reason": "bad password", "password": "guess-1"})
         db.session.commit()
         entry_id = entry.id
         assert json.loads(entry.details) == {"password": "[redacted]", "reason": "bad password"}
+        assert entry.actor == "doctor" and entry.record_id == str(doctor.id)
         assert doctor is not None
     admin = signed_in(audit_app, "admin")
     body = admin.get("/audit/list/?_flt_3_action=login_failure").get_data(as_text=True)
@@ -426,3 +434,19 @@ def test_an_entry_opens_on_its_own_log(audit_app):
     assert response.status_code == 302
     assert response.headers["Location"].endswith(f"/audit/show/{change}")
     assert admin.get("/access-log/show/987654").status_code == 404
+
+
+def test_reading_a_patients_values_in_an_entry_is_itself_logged(audit_app):
+    with audit_app.app_context(), acting_as("test:setup"):
+        note = PatientNote(patient_id=11, title="Allergic to penicillin",
+                           branch_id=branch_id(audit_app, "DT"))
+        db.session.add(note)
+        db.session.commit()
+        entry_id = db.session.scalar(
+            sa.select(AuditEntry.id).where(AuditEntry.subject_id == 11, AuditEntry.kind == "change")
+        )
+    admin = signed_in(audit_app, "admin")
+    since = last_entry_id(audit_app)
+    assert admin.get(f"/audit/show/{entry_id}").status_code == 200
+    [read] = entries_since(audit_app, since, kind="access")
+    assert (read.actor, read.subject_type, read.subject_id) == ("admin", "patient", 11)

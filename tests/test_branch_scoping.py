@@ -279,3 +279,23 @@ def test_jobs_scope_by_the_user_they_act_for(scoped_app):
         assert allowed_branch_ids(sm.find_user(username="reception2")) == [lakeside]
         assert allowed_branch_ids(sm.find_user(username="reception")) == [downtown]
         assert allowed_branch_ids() == []  # no request, no user: nothing
+
+
+def test_api_refuses_links_to_other_branch_records(scoped_app):
+    """FAB's API loads related ids without the dropdown filters: the mixin checks them."""
+    client = scoped_app.test_client()
+    headers = bearer_headers(scoped_app, "doctor")
+    with scoped_app.app_context():
+        doctor2 = scoped_app.appbuilder.sm.find_user(username="doctor2").id
+    response = client.post(
+        "/api/v1/test-notes/",
+        json={"title": "Linked across", "branch": branch_id(scoped_app, "DT"), "author": doctor2},
+        headers=headers,
+    )
+    assert response.status_code == 422, response.json
+    assert note_id(scoped_app, "Linked across") is None
+    downtown = note_id(scoped_app, "Downtown note")
+    response = client.put(f"/api/v1/test-notes/{downtown}", json={"author": doctor2}, headers=headers)
+    assert response.status_code == 422
+    with scoped_app.app_context():
+        assert db.session.get(ScopedNote, downtown).author.username == "doctor"

@@ -92,8 +92,11 @@ def test_repeated_wrong_passwords_lock_the_account(app, client, auth, new_user):
     assert "Traceback" not in body
     assert path_of(client.get("/")) == "/login/"
 
-    actions = [entry.action for entry in auth_events(app, username)]
-    assert actions.count("login_failure") == THRESHOLD
+    events = auth_events(app, username)
+    actions = [entry.action for entry in events]
+    # THRESHOLD counted failures, then the refused attempt while locked, recorded as such
+    assert actions.count("login_failure") == THRESHOLD + 1
+    assert json.loads(events[-1].details) == {"step": "password", "locked": True}
     assert actions.count("lockout") == 1
     state = state_of(app, username)
     assert state.locked_until is not None
@@ -139,8 +142,10 @@ def test_rotating_spoofed_addresses_does_not_escape_the_lock(make_app, new_user,
     assert locked_after == THRESHOLD
     assert all(status == 423 for status in statuses[THRESHOLD - 1:])
     assert auth.password_step(username, PASSWORD).status_code == 423
-    addresses = {entry.ip for entry in auth_events(app, username) if entry.action == "login_failure"}
-    assert len(addresses) == THRESHOLD, "each failure came from a different address"
+    failures = [e for e in auth_events(app, username) if e.action == "login_failure"]
+    counted = {e.ip for e in failures if "locked" not in json.loads(e.details)}
+    assert len(counted) == THRESHOLD, "each counted failure came from a different address"
+    assert len(failures) == len(statuses) + 1, "attempts while locked are recorded too"
 
 
 def test_password_and_code_failures_share_one_counter(app, client, auth, new_user):
@@ -168,10 +173,12 @@ def test_password_and_code_failures_share_one_counter(app, client, auth, new_use
     # locked: the right password and a right code change nothing
     assert auth.password_step(username).status_code == 423
     assert path_of(client.get("/totp/")) == "/login/"
-    actions = [entry.action for entry in auth_events(app, username)]
-    assert actions.count("login_failure") == 2
+    events = auth_events(app, username)
+    actions = [entry.action for entry in events]
+    assert actions.count("login_failure") == 2 + 1  # the last: refused while locked
     assert actions.count("totp_failure") == 3
-    assert actions[-1] == "lockout"
+    assert actions[-2:] == ["lockout", "login_failure"]
+    assert json.loads(events[-1].details) == {"step": "password", "locked": True}
 
 
 def test_a_full_sign_in_resets_the_counter(app, auth, new_user):
@@ -235,6 +242,7 @@ def test_admin_unlocks_an_account(app, auth, new_user):
     assert f"{username} can sign in again." in after and "Not locked" in after
 
     entry = [e for e in auth_events(app, username) if e.action == "unlock"][-1]
+    assert entry.actor == "admin"  # the Admin acted; the account is the record
     assert json.loads(entry.details) == {"by": "admin"}
     assert path_of(auth.password_step(username)) == "/"
 
@@ -261,9 +269,16 @@ def test_unknown_usernames_are_refused_plainly(app, auth):
         failures = db.session.scalar(
             sa.select(sa.func.count())
             .select_from(AuditEntry)
-            .where(AuditEntry.action == "login_failure", AuditEntry.actor == "nobody-by-this-name")
+            .where(AuditEntry.action == "login_failure", AuditEntry.record_id.is_(None),
+                   AuditEntry.details.contains("unknown_account"))
         )
-    assert failures == THRESHOLD + 2
+        typed = db.session.scalar(
+            sa.select(sa.func.count()).select_from(AuditEntry)
+            .where(sa.or_(AuditEntry.actor == "nobody-by-this-name",
+                          AuditEntry.details.contains("nobody-by-this-name")))
+        )
+    assert failures >= THRESHOLD + 2
+    assert typed == 0  # what a visitor typed for no account is never stored
 
 
 def test_admin_totp_failures_lock_the_admin_too(app, auth):

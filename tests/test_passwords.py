@@ -20,7 +20,7 @@ from app.security.passwords import (
     common_passwords,
 )
 from config import ProductionConfig
-from tests.conftest import Auth, csrf_token_from, login_as
+from tests.conftest import PASSWORD, Auth, csrf_token_from, login_as
 
 GOOD = "tram-violet-harbour-9"
 TOO_SHORT = "Lagoon-7-x!"  # 11 characters
@@ -105,7 +105,7 @@ def test_admin_adding_a_user_with_a_good_password(app, capsys):
 def test_user_changing_their_own_password_gets_a_clear_refusal(app, password, message):
     client = login_as(app, "doctor")
     response = post_form(
-        client, "/resetmypassword/form", {"password": password, "conf_password": password}
+        client, "/resetmypassword/form", {"current_password": PASSWORD, "password": password, "conf_password": password}
     )
     body = response.get_data(as_text=True)
     assert response.status_code == 200
@@ -116,7 +116,7 @@ def test_user_changing_their_own_password_gets_a_clear_refusal(app, password, me
 def test_user_changes_their_own_password(app):
     client = login_as(app, "labtech")
     response = post_form(
-        client, "/resetmypassword/form", {"password": GOOD, "conf_password": GOOD}
+        client, "/resetmypassword/form", {"current_password": PASSWORD, "password": GOOD, "conf_password": GOOD}
     )
     assert response.status_code == 302
     assert Auth(app.test_client()).login("labtech", GOOD).status_code == 302
@@ -129,7 +129,7 @@ def test_admin_setting_a_password_checks_the_users_own_names(app):
     path = f"/resetpassword/form?pk={pk}"
     response = post_form(admin, path, {"password": "NehaJoshi-2024", "conf_password": "NehaJoshi-2024"})
     assert PERSONAL_MESSAGE in response.get_data(as_text=True)
-    response = post_form(admin, path, {"password": GOOD, "conf_password": GOOD})
+    response = post_form(admin, path, {"current_password": PASSWORD, "password": GOOD, "conf_password": GOOD})
     assert response.status_code == 302
 
 
@@ -170,9 +170,20 @@ def test_production_hashes_passwords_with_scrypt(make_app):
     app = make_app(FAB_PASSWORD_HASH_METHOD=ProductionConfig.FAB_PASSWORD_HASH_METHOD)
     client = login_as(app, "accountant")
     response = post_form(
-        client, "/resetmypassword/form", {"password": GOOD, "conf_password": GOOD}
+        client, "/resetmypassword/form", {"current_password": PASSWORD, "password": GOOD, "conf_password": GOOD}
     )
     assert response.status_code == 302
     with app.app_context():
         stored = db.session.scalar(sa.select(User.password).where(User.username == "accountant"))
     assert stored.startswith("scrypt:")
+
+
+def test_changing_my_password_asks_for_the_current_one(app):
+    client = login_as(app, "pharmacist")
+    response = post_form(
+        client, "/resetmypassword/form",
+        {"current_password": "not-my-password-at-all", "password": GOOD, "conf_password": GOOD},
+    )
+    assert response.status_code == 200
+    assert "That is not your current password." in response.get_data(as_text=True)
+    assert Auth(app.test_client()).login("pharmacist").status_code == 302  # unchanged

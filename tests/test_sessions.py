@@ -74,6 +74,7 @@ def change_own_password(client, new_password: str):
     return client.post(
         "/resetmypassword/form",
         data={
+            "current_password": PASSWORD,
             "password": new_password,
             "conf_password": new_password,
             "csrf_token": csrf_token_from(page),

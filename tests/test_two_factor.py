@@ -32,6 +32,7 @@ from tests.conftest import (
     config_for,
     csrf_token_from,
     enrol_with_secret,
+    login_as,
     migrate_and_seed,
 )
 
@@ -488,7 +489,8 @@ def test_admin_resets_a_users_two_factor_sign_in(app):
         entry = db.session.scalars(
             sa.select(AuditEntry).where(AuditEntry.action == "totp_reset").order_by(AuditEntry.id.desc())
         ).first()
-        assert entry.record_id == str(target) and json.loads(entry.details)["by"] == "admin"
+        assert entry.record_id == str(target) and entry.actor == "admin"
+        assert json.loads(entry.details)["by"] == "admin"
     assert path_of(doctor2.get("/")) == "/login/", "the user's sessions end with the reset"
     assert path_of(Auth(app.test_client()).login("doctor2")) == "/"  # optional again
 
@@ -540,3 +542,19 @@ def test_rest_login_without_two_factor_for_optional_users(app):
     with app.app_context():
         claims = decode_token(response.get_json()["access_token"])
     assert claims["sv"] == security_row(app, "pharmacist").session_version
+
+
+def test_enrolling_long_after_signing_in_asks_for_the_password(app):
+    """Someone at a screen left unlocked must not bind the account to their own phone."""
+    client = login_as(app, "reception2")
+    with client.session_transaction() as session:
+        session["started_at"] = time.time() - 11 * 60
+    page = client.get("/totp/enroll").get_data(as_text=True)
+    assert "Current password" in page
+    secret = SECRET_RE.search(page).group(1).replace(" ", "")
+    response = client.post("/totp/enroll", data={
+        "code": pyotp.TOTP(secret).now(), "current_password": "someone-elses-guess",
+        "csrf_token": csrf_token_from(page),
+    })
+    assert "That is not your current password." in response.get_data(as_text=True)
+    assert not totp_is_on(app, "reception2")

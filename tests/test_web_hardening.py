@@ -416,3 +416,13 @@ def test_stored_script_is_escaped_on_every_record_screen(app, capsys):
     assert not problems, "\n".join(problems)
     with capsys.disabled():
         print(f"\n[xss] {fields} fields × {pages} pages checked")
+
+
+def test_search_terms_are_not_kept_in_the_session_cookie(app):
+    """FAB's back-navigation history lives in the signed (readable) session cookie."""
+    client = login_as(app, "admin")
+    client.get("/staff/list/?_flt_0_first_name=Annabelle")
+    with client.session_transaction() as session:
+        history = str(session.get("page_history"))
+    assert "/staff/list/" in history
+    assert "Annabelle" not in history

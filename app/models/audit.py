@@ -9,7 +9,6 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
-    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -49,9 +48,8 @@ class AuditEntry(Model):
     )
     kind: Mapped[str] = mapped_column(String(16), nullable=False)
     action: Mapped[str] = mapped_column(String(40), nullable=False, index=True)
-    actor_id: Mapped[int | None] = mapped_column(
-        ForeignKey("ab_user.id", ondelete="SET NULL"), index=True
-    )
+    # No foreign key: a sealed entry must never change, not even when its actor's account goes.
+    actor_id: Mapped[int | None] = mapped_column(Integer, index=True)
     # The username, or a named system actor such as "system:reminders" or "cli:seed-demo".
     actor: Mapped[str] = mapped_column(String(128), nullable=False)
     ip: Mapped[str | None] = mapped_column(String(45))

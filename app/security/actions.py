@@ -11,9 +11,11 @@ each action checks its own permission (``(action name, view)``, or the mapped on
 from __future__ import annotations
 
 from functools import wraps
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from flask import abort, current_app, redirect, request
+from flask import abort, current_app, redirect, request, session
 from flask_appbuilder import expose, has_access
+from flask_appbuilder.urltools import Stack
 from flask_login import current_user
 
 
@@ -29,8 +31,28 @@ def signed_in(view):
     return wrapper
 
 
+def without_search_terms(url: str) -> str:
+    """``url`` without its search filters (``_flt_*``, ``q``): they may hold a patient's name."""
+    parts = urlsplit(url)
+    kept = [
+        (key, value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        if not key.startswith("_flt_") and key != "q"
+    ]
+    return urlunsplit(parts._replace(query=urlencode(kept)))
+
+
 class SafeModelViewMixin:
     """Put before FAB's ``ModelView`` in a view's bases."""
+
+    def update_redirect(self):
+        """Remember the page to come back to after a save — without the search's terms.
+
+        FAB keeps this history in the session cookie, which is signed but readable.
+        """
+        page_history = Stack(session.get("page_history", []))
+        page_history.push(without_search_terms(request.url))
+        session["page_history"] = page_history.to_json()
 
     def _allowed_action(self, name: str):
         action = self.actions.get(name)
@@ -65,6 +87,8 @@ class SafeModelViewMixin:
     def action_post(self):
         """Run an action on the selected records this user may see."""
         action = self._allowed_action(request.form.get("action", ""))
+        if not action.multiple:
+            abort(400)  # a single-record action runs from the record's own page
         items = [
             self.datamodel.get(self._deserialize_pk_if_composite(pk), self._base_filters)
             for pk in request.form.getlist("rowid")

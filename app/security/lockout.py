@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -38,6 +38,19 @@ def ensure_security_row(user_id: int) -> None:
         insert(UserSecurity)
         .values(user_id=user_id, failed_attempts=0, session_version=1, updated_at=utcnow())
         .on_conflict_do_nothing(index_elements=["user_id"])
+    )
+
+
+def hold_account(user_id: int) -> None:
+    """Take the account's row lock until the caller commits or rolls back.
+
+    Sign-in attempts on one account then run one after another (PostgreSQL row lock; SQLite has
+    one writer anyway), so a burst of concurrent guesses cannot all pass the lock check before
+    the first failure is counted.
+    """
+    ensure_security_row(user_id)
+    db.session.execute(
+        select(UserSecurity.user_id).where(UserSecurity.user_id == user_id).with_for_update()
     )
 
 

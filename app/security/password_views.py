@@ -9,10 +9,17 @@ browser that changed its own password gets a fresh session so it stays signed in
 from __future__ import annotations
 
 from flask import abort, current_app, flash, g, request
+from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget
+from flask_appbuilder.forms import DynamicForm
 from flask_appbuilder.security import views as fab_views
 from flask_appbuilder.security.forms import ResetPasswordForm
 from flask_babel import lazy_gettext as _l
+from werkzeug.security import check_password_hash
+from wtforms import PasswordField
+from wtforms.validators import DataRequired, ValidationError
 
+from app.extensions import db
+from app.security import lockout
 from app.security.passwords import new_password_field
 from app.security.sessions import start_session
 
@@ -35,9 +42,26 @@ def _target_names(_form) -> tuple[str | None, ...]:
     return _names_of(_target_user())
 
 
-class MyPasswordForm(ResetPasswordForm):
-    """My new password, twice; not based on my own names."""
+def is_my_current_password(form, field) -> None:
+    """Whoever sits at an unlocked screen must not take the account over: ask for the password.
 
+    A wrong answer counts toward the account's lockout, like a failed sign-in.
+    """
+    user = current_app.appbuilder.sm.get_user_by_id(g.user.id)
+    if not check_password_hash(user.password or "", field.data or ""):
+        lockout.record_failure(user, "password")
+        db.session.commit()
+        raise ValidationError(str(_l("That is not your current password.")))
+
+
+class MyPasswordForm(DynamicForm):
+    """My current password, then the new one twice (not based on my own names)."""
+
+    current_password = PasswordField(
+        _l("Current password"),
+        validators=[DataRequired(), is_my_current_password],
+        widget=BS3PasswordFieldWidget(),
+    )
     password = new_password_field(_my_names)
     conf_password = ResetPasswordForm.conf_password
 

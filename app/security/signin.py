@@ -32,6 +32,7 @@ from app.extensions import db
 from app.models.base import utcnow
 from app.models.security import UserSecurity
 from app.security import lockout, totp
+from app.security.sessions import session_version
 from app.services.audit import record_auth_event
 from app.services.errors import ClinicError
 
@@ -139,8 +140,10 @@ def check_password(username: str, password: str) -> Any:
         record_auth_event("login_failure", user, username=username, details={"step": "password"})
         db.session.commit()
         raise InvalidCredentialsError()
+    lockout.hold_account(user.id)
     until = lockout.locked_until(user.id)
     if until is not None:
+        _refuse_while_locked(user, "password")
         raise AccountLockedError(until)
     if not check_password_hash(user.password, password):
         until = lockout.record_failure(user, "password")
@@ -161,8 +164,10 @@ def check_second_factor(user: Any, code: str) -> str:
     :raises AccountLockedError: when the account is (or this failure made it) locked.
     :raises InvalidSecondFactorError: for a wrong, expired or already used code.
     """
+    lockout.hold_account(user.id)
     until = lockout.locked_until(user.id)
     if until is not None:
+        _refuse_while_locked(user, "totp")
         raise AccountLockedError(until)
     code = (code or "").strip()
     if totp.looks_like_recovery_code(code):
@@ -181,6 +186,12 @@ def check_second_factor(user: Any, code: str) -> str:
     if until is not None:
         raise AccountLockedError(until)
     raise InvalidSecondFactorError()
+
+
+def _refuse_while_locked(user: Any, step: str) -> None:
+    """An attempt on a locked account is refused unchecked, but still recorded."""
+    record_auth_event("login_failure", user, details={"step": step, "locked": True})
+    db.session.commit()
 
 
 def complete_sign_in(user: Any, method: str, via: str = "form") -> None:
@@ -206,7 +217,13 @@ class PendingSignIn:
 def begin_pending_sign_in(user: Any, next_url: str) -> None:
     """Remember that ``user`` passed the password step, for the code step only."""
     session.pop(PENDING_KEY, None)
-    session[PENDING_KEY] = {"user_id": user.id, "at": time.time(), "next": next_url}
+    session[PENDING_KEY] = {
+        "user_id": user.id,
+        "at": time.time(),
+        "next": next_url,
+        # A password change or an admin reset in between voids the half-finished sign-in.
+        "sv": session_version(user.id),
+    }
 
 
 def pending_sign_in() -> PendingSignIn | None:
@@ -222,7 +239,11 @@ def pending_sign_in() -> PendingSignIn | None:
         session.pop(PENDING_KEY, None)
         raise PendingSignInExpiredError()
     user = current_app.appbuilder.sm.get_user_by_id(int(data["user_id"]))
-    if user is None or not user.is_active:
+    if (
+        user is None
+        or not user.is_active
+        or data.get("sv") != session_version(user.id)
+    ):
         session.pop(PENDING_KEY, None)
         return None
     return PendingSignIn(user=user, next_url=data.get("next") or "/")

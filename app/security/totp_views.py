@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import flash, g, redirect, session
 from flask_appbuilder import BaseView, expose
 from flask_appbuilder.security.decorators import no_cache
@@ -9,13 +11,14 @@ from flask_babel import format_datetime
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import StringField
+from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from app.extensions import db
 from app.security import totp
 from app.security.actions import signed_in
-from app.security.sessions import security_state, start_session
+from app.security.password_views import is_my_current_password
+from app.security.sessions import STARTED_KEY, security_state, start_session
 from app.security.signin import (
     MUST_ENROLL_KEY,
     AccountLockedError,
@@ -44,6 +47,23 @@ class TotpCodeForm(FlaskForm):
             Length(max=32, message=_l("Enter the code from your app.")),
         ],
     )
+
+
+class TotpReauthForm(TotpCodeForm):
+    """The code, and the current password: the sign-in was too long ago to trust the screen."""
+
+    current_password = PasswordField(
+        _l("Current password"), validators=[DataRequired(), is_my_current_password]
+    )
+
+
+#: Enrolling soon after signing in needs only the code; later, the password too.
+RECENT_SIGN_IN_SECONDS = 10 * 60
+
+
+def _signed_in_recently() -> bool:
+    started = session.get(STARTED_KEY)
+    return started is not None and time.time() - float(started) < RECENT_SIGN_IN_SECONDS
 
 
 class TotpView(BaseView):
@@ -116,7 +136,8 @@ class TotpView(BaseView):
                 codes_total=totp.RECOVERY_CODE_COUNT,
             )
         secret = self._enrolment_secret(user.id)
-        form = TotpCodeForm()
+        # Whoever finds an unlocked screen must not bind the account to their own phone.
+        form = TotpCodeForm() if _signed_in_recently() else TotpReauthForm()
         if form.validate_on_submit():
             try:
                 codes = totp.confirm_enrolment(user, secret, form.code.data)

@@ -171,6 +171,12 @@ class ClinicUserModelView(SafeModelViewMixin, UserDBModelView):
     # Also the profile page (FAB's userinfo), which links to two-factor sign-in.
     show_template = "clinic/security/user_show.html"
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Accounts are deactivated ("Active" unticked), never deleted: every audit entry and
+        # record keeps naming a person who existed.
+        self.base_permissions = [perm for perm in self.base_permissions if perm != "can_delete"]
+
     @expose("/show/<pk>", methods=["GET"])
     @has_access
     def show(self, pk):

@@ -177,15 +177,23 @@ def record_auth_event(
 ) -> AuditEntry:
     """Record a sign-in event (login_success, login_failure, lockout, totp_enrolled, …).
 
-    ``user`` is the account concerned when known; ``username`` is what was typed otherwise.
-    Secret-named keys in ``details`` are redacted. The caller commits.
+    ``user`` is the account concerned (``record_id``). The actor is whoever acts: a signed-in
+    user (an Admin unlocking an account), else the account's own name while it signs in. A
+    ``username`` typed for no known account is never stored — it may be a mistyped password,
+    and it must not let a visitor plant a name in the trail. Secret-named keys in ``details``
+    are redacted. The caller commits.
     """
     ip, agent = request_origin()
+    actor_id, actor = current_actor()
+    if actor_id is None and user is not None:
+        actor_id, actor = user.id, user.username
+    if user is None and username:
+        details = {**(details or {}), "unknown_account": True}
     entry = AuditEntry(
         kind="auth",
         action=action,
-        actor_id=getattr(user, "id", None),
-        actor=(getattr(user, "username", None) or username or UNKNOWN_ACTOR)[:128],
+        actor_id=actor_id,
+        actor=actor[:128],
         ip=ip,
         user_agent=agent,
         model="User",

@@ -20,6 +20,7 @@ from markupsafe import Markup
 
 from app.models.audit import AuditEntry
 from app.security.policy import ACCESS_LOG, AUDIT_LOG, READ
+from app.services.audit import record_access
 from app.services.audit_subjects import open_details
 from app.views.base import ClinicModelView, ClinicSQLAInterface
 
@@ -243,9 +244,11 @@ class AuditTrailModelView(ClinicModelView):
 
     #: The endpoint of the other log, where entries of the other kind are shown.
     other_log = ""
+    #: Whether this log shows the access entries (the access log) or all the others.
+    shows_access = False
 
     def belongs_here(self, entry: AuditEntry) -> bool:
-        raise NotImplementedError
+        return (entry.kind == "access") == self.shows_access
 
     @expose("/show/<pk>", methods=["GET"])
     @has_access
@@ -259,6 +262,10 @@ class AuditTrailModelView(ClinicModelView):
     def _get_show_widget(self, pk: Any, item: AuditEntry, **kwargs: Any):
         widgets = super()._get_show_widget(pk, item, **kwargs)
         widgets["audit_details"] = change_rows(item)
+        if item.subject_type and item.subject_id is not None:
+            # The entry shows a patient's values in clear: reading them is a read of patient data.
+            record_access(item.subject_type, item.subject_id, "view", records=[item.id],
+                          model="AuditEntry")
         return widgets
 
 
@@ -270,9 +277,6 @@ class AuditLogModelView(AuditTrailModelView):
     other_log = "AccessLogModelView"
     base_filters = [["kind", FilterNotEqual, "access"]]
     list_title = _l("Audit log")
-
-    def belongs_here(self, entry: AuditEntry) -> bool:
-        return entry.kind != "access"
     show_title = _l("Audit entry")
     list_columns = ["occurred_at", "actor", "action", "record", "branch", "details"]
     search_columns = [
@@ -297,9 +301,7 @@ class AccessLogModelView(AuditTrailModelView):
     other_log = "AuditLogModelView"
     base_filters = [["kind", FilterEqual, "access"]]
     list_title = _l("Access log")
-
-    def belongs_here(self, entry: AuditEntry) -> bool:
-        return entry.kind == "access"
+    shows_access = True
     show_title = _l("Access entry")
     list_columns = ["occurred_at", "actor", "action", "subject_id", "record", "details", "branch"]
     search_columns = [

@@ -291,6 +291,24 @@ class BranchScopedMixin:
             setattr(item, self.branch_column, branch_id)
         if branch_id not in allowed_branch_ids():
             raise BranchNotAllowedError(str(_l("Choose one of your own branches for this record.")))
+        self._check_related(item)
+
+    def _check_related(self, item: Any) -> None:
+        """Every linked record must be one the user could have picked from the dropdown.
+
+        FAB's REST API loads related records by id without the dropdowns' filters, so a crafted
+        request could link a record of another branch (then read it back through this one).
+
+        :raises BranchNotAllowedError: for a link outside the user's branches.
+        """
+        allowed = set(allowed_branch_ids())
+        for name in scoped_relation_filters(type(item)):
+            value = getattr(item, name, None)
+            for related in value if isinstance(value, (list, set, tuple)) else [value]:
+                if related is not None and not _within(related, allowed):
+                    raise BranchNotAllowedError(
+                        str(_l("This record links to something outside your branches."))
+                    )
 
     def pre_add(self, item: Any) -> None:
         self._check_branch(item)
@@ -299,4 +317,15 @@ class BranchScopedMixin:
     def pre_update(self, item: Any) -> None:
         self._check_branch(item)
         super().pre_update(item)
+
+
+def _within(related: Any, allowed: set[int]) -> bool:
+    """Whether a linked branch, branch-owned record or colleague belongs to ``allowed``."""
+    if isinstance(related, Branch):
+        return related.id in allowed
+    if isinstance(related, BranchOwnedMixin):
+        return related.branch_id in allowed
+    if isinstance(related, User):
+        return any(branch.id in allowed for branch in related.branches)
+    return True
 

@@ -54,7 +54,6 @@ def upgrade():
     sa.Column('prev_hash', sa.String(length=64), nullable=True),
     sa.Column('entry_hash', sa.String(length=64), nullable=True),
     sa.CheckConstraint("kind IN ('change', 'access', 'auth')", name='ck_audit_entry_kind'),
-    sa.ForeignKeyConstraint(['actor_id'], ['ab_user.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('seq')
     )
