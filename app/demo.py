@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 from flask import current_app
@@ -14,8 +15,10 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models.org import Branch
+from app.models.patients import Patient, PatientClinical
 from app.security import policy
-from app.services.org import ensure_organisation
+from app.services.org import ensure_organisation, normalise_phone
+from app.services.patients import phone_digits, register_patient, update_patient
 
 
 class DemoRefusedError(RuntimeError):
@@ -130,6 +133,84 @@ def seed_users(password: str, branches: dict[str, Branch]) -> list[str]:
     return names
 
 
+FIRST_NAMES = (
+    "Aarav", "Ananya", "Rohan", "Diya", "Ishaan", "Saanvi", "Kabir", "Meenakshi", "Arnav", "Lakshmi",
+    "Vihaan", "Pooja", "Aditya", "Sneha", "Karthik", "Divya", "Siddharth", "Anjali", "Farhan", "Zoya",
+)
+LAST_NAMES = (
+    "Sharma", "Reddy", "Pillai", "Banerjee", "Khan", "Fernandes", "Chatterjee", "Hegde", "Patil",
+    "Srinivasan", "D'Souza", "Bhat", "Naidu", "Kapoor", "Menon",
+)
+LANGUAGES = ("English", "Hindi", "Kannada", "Tamil", "Malayalam", "Telugu")
+#: How many demo patients there are; two more are near-duplicates of the first two.
+DEMO_PATIENTS = 60
+
+
+def demo_patient_rows() -> list[dict]:
+    """Believable patients, the same on every run (numbered phones keep them apart)."""
+    rows = []
+    for n in range(DEMO_PATIENTS):
+        first = FIRST_NAMES[n % len(FIRST_NAMES)]
+        last = LAST_NAMES[(n * 7) % len(LAST_NAMES)]
+        rows.append(
+            {
+                "first_name": first,
+                "last_name": last,
+                "date_of_birth": date(1950, 1, 1) + timedelta(days=(n * 379) % 25000),
+                "sex": "female" if first in FIRST_NAMES[1::2] else "male",
+                "phone": f"+9198450{n:05d}",
+                "email": f"{first.lower()}.{n}@example.org" if n % 3 else None,
+                "address": f"{10 + n} {('MG', 'Church', 'Brigade', 'Residency')[n % 4]} Road\nSpringfield",
+                "preferred_language": LANGUAGES[n % len(LANGUAGES)],
+                "branch": "DT" if n % 3 else "LS",
+                "consent_sms": n % 2 == 0,
+                "consent_email": n % 3 == 1,
+                "consent_whatsapp": n % 4 == 0,
+                "consent_marketing": n % 10 == 0,
+            }
+        )
+    # Near-duplicates: a second registration of the same person, typed differently.
+    rows.append({**rows[1], "first_name": rows[1]["first_name"].upper(), "email": None,
+                 "phone": "098450 00001", "branch": "LS"})
+    rows.append({**rows[4], "phone": "+919845099999", "email": None})
+    return rows
+
+
+def seed_patients(branches: dict[str, Branch]) -> int:
+    """Register the demo patients not there yet (found again by name, birth date and phone)."""
+    added = 0
+    for row in demo_patient_rows():
+        data = {key: value for key, value in row.items() if key != "branch"}
+        patient = Patient(**data, registered_branch=branches[row["branch"]])
+        existing = db.session.scalar(
+            select(Patient).where(
+                Patient.first_name == patient.first_name,
+                Patient.last_name == patient.last_name,
+                Patient.date_of_birth == patient.date_of_birth,
+                Patient.phone_digits
+                == phone_digits(normalise_phone(patient.phone, patient.registered_branch.country)),
+            )
+        )
+        if existing is not None:
+            continue
+        register_patient(patient, "in_person")
+        added += 1
+        if patient.id % 5 == 0:
+            # A change of mind later, by phone: consent history with two entries.
+            patient.consent_sms = not patient.consent_sms
+            update_patient(patient, "phone")
+        if patient.id % 7 == 0:
+            db.session.add(
+                PatientClinical(
+                    patient_id=patient.id,
+                    allergies="Penicillin" if patient.id % 2 else "None known",
+                    chronic_conditions="Type 2 diabetes" if patient.id % 3 == 0 else None,
+                )
+            )
+    db.session.flush()
+    return added
+
+
 def seed_demo(password: str | None = None) -> tuple[list[str], str]:
     """Create or refresh the demo clinic; return the usernames and their shared password.
 
@@ -144,5 +225,6 @@ def seed_demo(password: str | None = None) -> tuple[list[str], str]:
     branches = seed_branches()
     password = demo_password(password)
     usernames = seed_users(password, branches)
+    seed_patients(branches)
     db.session.commit()
     return usernames, password

@@ -3,6 +3,7 @@
 from app.models.audit import AuditChainHead, AuditEntry, SubjectKey
 from app.models.base import BranchOwnedMixin, TimestampMixin, utcnow
 from app.models.org import Branch, Organisation, user_branch
+from app.models.patients import ConsentChange, Patient, PatientClinical
 from app.models.security import RecoveryCode, UserSecurity
 
 __all__ = [
@@ -10,7 +11,10 @@ __all__ = [
     "AuditEntry",
     "Branch",
     "BranchOwnedMixin",
+    "ConsentChange",
     "Organisation",
+    "Patient",
+    "PatientClinical",
     "RecoveryCode",
     "SubjectKey",
     "TimestampMixin",

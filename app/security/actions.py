@@ -32,12 +32,13 @@ def signed_in(view):
 
 
 def without_search_terms(url: str) -> str:
-    """``url`` without its search filters (``_flt_*``, ``q``): they may hold a patient's name."""
+    """``url`` without its search filters (``_flt_*``, ``q``, the patient register's ``search``):
+    they may hold a patient's name."""
     parts = urlsplit(url)
     kept = [
         (key, value)
         for key, value in parse_qsl(parts.query, keep_blank_values=True)
-        if not key.startswith("_flt_") and key != "q"
+        if not key.startswith("_flt_") and key not in ("q", "search")
     ]
     return urlunsplit(parts._replace(query=urlencode(kept)))
 

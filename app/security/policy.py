@@ -52,6 +52,8 @@ API_METHOD_PERMISSIONS = {
     "delete": "delete",
 }
 CRUD = frozenset({READ, CREATE, EDIT, DELETE})
+#: Merging a duplicate patient into the surviving record.
+MERGE = "can_merge"
 
 # Views (class_permission_name) -----------------------------------------------------------------
 SETTINGS = "Settings"
@@ -64,6 +66,9 @@ OPENAPI = "OpenApi"
 AUDIT_LOG = "AuditLog"
 ACCESS_LOG = "AccessLog"
 SWAGGER = "SwaggerView"
+#: Patients' demographics (organisation-wide) and, apart, their clinical section.
+PATIENTS = "Patients"
+PATIENT_CLINICAL = "PatientClinical"
 # FAB's own self-service screens (profile and own password).
 USER_VIEW = "Users"
 ROLES_VIEW = "Roles"
@@ -87,15 +92,26 @@ ROLE_GRANTS: dict[str, dict[str, frozenset[str]]] = {
         SETTINGS: frozenset({READ}),
         ORGANISATION: frozenset({READ, EDIT}),
         BRANCHES: frozenset({READ, CREATE, EDIT}),
+        PATIENTS: frozenset({READ, EDIT, MERGE}),
     },
-    DOCTOR: {},
-    RECEPTIONIST: {},
-    PHARMACIST: {},
-    LAB_TECHNICIAN: {},
+    DOCTOR: {
+        PATIENTS: frozenset({READ, CREATE, EDIT}),
+        PATIENT_CLINICAL: frozenset({READ, EDIT}),
+    },
+    RECEPTIONIST: {
+        PATIENTS: frozenset({READ, CREATE, EDIT}),
+    },
+    PHARMACIST: {
+        PATIENTS: frozenset({READ}),
+    },
+    LAB_TECHNICIAN: {
+        PATIENTS: frozenset({READ}),
+    },
     ACCOUNTANT: {
         SETTINGS: frozenset({READ}),
         ORGANISATION: frozenset({READ}),
         BRANCHES: frozenset({READ}),
+        PATIENTS: frozenset({READ}),
     },
 }
 

@@ -11,6 +11,7 @@ from app.security.totp_views import TotpView
 from app.views.audit import AccessLogModelView, AuditLogModelView
 from app.views.health import bp as health_bp
 from app.views.jobs import JobsView
+from app.views.patients import PatientApi, PatientClinicalView, PatientModelView
 from app.views.settings import (
     BranchApi,
     BrandingView,
@@ -26,6 +27,9 @@ def register_views(app: Flask, appbuilder: AppBuilder) -> None:
     app.register_blueprint(health_bp)
     app.add_template_filter(formatting.phone, "phone")
 
+    appbuilder.add_view(
+        PatientModelView, "Patients", label=_l("Patients"), icon="fa-hospital-user",
+    )
     appbuilder.add_view(
         StaffModelView, "Staff directory", label=_l("Staff"), icon="fa-users", category="Team",
         category_label=_l("Team"),
@@ -51,7 +55,9 @@ def register_views(app: Flask, appbuilder: AppBuilder) -> None:
     appbuilder.add_view_no_menu(OrganisationModelView)
     appbuilder.add_view_no_menu(BrandingView)
     appbuilder.add_view_no_menu(TotpView)
+    appbuilder.add_view_no_menu(PatientClinicalView)
     appbuilder.add_api(BranchApi)
+    appbuilder.add_api(PatientApi)
 
 
 def _relabel_security_menu(appbuilder: AppBuilder) -> None:

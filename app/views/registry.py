@@ -18,6 +18,7 @@ from flask_appbuilder.security.sqla.models import Group, Role, User
 
 from app.models.audit import AuditEntry
 from app.models.org import Branch, Organisation
+from app.models.patients import Patient
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ class RecordScreen:
 
 RECORD_SCREENS: tuple[RecordScreen, ...] = (
     RecordScreen(Branch, "BranchModelView.list", "BranchModelView.show"),
+    RecordScreen(
+        Patient, "PatientModelView.list", "PatientModelView.show",
+        fixed={"sex": "female", "mrn": "MRN-XSS", "phone": "+918041234567",
+               "emergency_contact_phone": "+918041234567", "phone_digits": "918041234567"},
+    ),
     RecordScreen(Organisation, "OrganisationModelView.list", "OrganisationModelView.show"),
     RecordScreen(User, "ClinicUserModelView.list", "ClinicUserModelView.show"),
     RecordScreen(User, "StaffModelView.list", "StaffModelView.show"),
