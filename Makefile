@@ -30,7 +30,7 @@ init: install translations
 
 ## Serve the portal at http://127.0.0.1:$(PORT) on SQLite in instance/, with demo data on first run.
 run: init
-	$(FLASK) clinic seed-demo --if-empty
+	$(FLASK) clinic seed-demo --if-empty > /dev/null
 	@$(FLASK) clinic demo-logins
 	@echo "ClinicDesk: http://127.0.0.1:$(PORT)"
 	$(FLASK) run --host 127.0.0.1 --port $(PORT)
