@@ -15,7 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, backref, mapped_column, relationship
 
 from app.models.base import TimestampMixin
 
@@ -71,7 +71,8 @@ class Branch(TimestampMixin, Model):
     staff: Mapped[list[User]] = relationship(
         User,
         secondary=user_branch,
-        backref="branches",
+        # Loaded together for a page of users (staff lists, scoping), not one query per user.
+        backref=backref("branches", lazy="selectin"),
         order_by=User.username,
     )
 
