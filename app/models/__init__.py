@@ -2,23 +2,49 @@
 
 from app.models.audit import AuditChainHead, AuditEntry, SubjectKey
 from app.models.base import BranchOwnedMixin, TimestampMixin, utcnow
+from app.models.consultations import Consultation, Prescription, PrescriptionItem
+from app.models.lab import LabOrder, LabReferenceRange, LabResult, LabResultAmendment, LabTest
 from app.models.org import Branch, Organisation, user_branch
 from app.models.patients import ConsentChange, Patient, PatientClinical
+from app.models.scheduling import (
+    Appointment,
+    AppointmentChange,
+    DoctorLeave,
+    Holiday,
+    Service,
+    StaffProfile,
+    WorkingHours,
+)
 from app.models.security import RecoveryCode, UserSecurity
 
 __all__ = [
+    "Appointment",
+    "AppointmentChange",
     "AuditChainHead",
     "AuditEntry",
     "Branch",
     "BranchOwnedMixin",
     "ConsentChange",
+    "Consultation",
+    "DoctorLeave",
+    "Holiday",
+    "LabOrder",
+    "LabReferenceRange",
+    "LabResult",
+    "LabResultAmendment",
+    "LabTest",
     "Organisation",
     "Patient",
     "PatientClinical",
+    "Prescription",
+    "PrescriptionItem",
     "RecoveryCode",
+    "Service",
+    "StaffProfile",
     "SubjectKey",
     "TimestampMixin",
     "UserSecurity",
+    "WorkingHours",
     "user_branch",
     "utcnow",
 ]

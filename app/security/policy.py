@@ -54,6 +54,14 @@ API_METHOD_PERMISSIONS = {
 CRUD = frozenset({READ, CREATE, EDIT, DELETE})
 #: Merging a duplicate patient into the surviving record.
 MERGE = "can_merge"
+#: Moving a lab order through its statuses (sample collected, in progress).
+PROGRESS = "can_progress"
+#: Cancelling a lab order (with a reason).
+CANCEL = "can_cancel"
+#: Entering lab results, verifying another person's results, amending verified ones.
+ENTER = "can_enter"
+VERIFY = "can_verify"
+AMEND = "can_amend"
 
 # Views (class_permission_name) -----------------------------------------------------------------
 SETTINGS = "Settings"
@@ -69,6 +77,21 @@ SWAGGER = "SwaggerView"
 #: Patients' demographics (organisation-wide) and, apart, their clinical section.
 PATIENTS = "Patients"
 PATIENT_CLINICAL = "PatientClinical"
+#: The catalogue of services the clinic books (and billing later prices).
+SERVICES = "Services"
+#: Doctors' profiles: registration number, qualifications, calendar colour.
+DOCTOR_PROFILES = "DoctorProfiles"
+#: Doctors' working hours and leave, and branch holidays.
+SCHEDULES = "Schedules"
+#: Appointments: the list, the day list, the calendar, walk-ins, check-in and status changes.
+APPOINTMENTS = "Appointments"
+CONSULTATIONS = "Consultations"
+#: Prescriptions and their printable page.
+PRESCRIPTIONS = "Prescriptions"
+#: The lab's test catalogue, its orders (and their printable report) and the results in them.
+LAB_TESTS = "LabTests"
+LAB_ORDERS = "LabOrders"
+LAB_RESULTS = "LabResults"
 # FAB's own self-service screens (profile and own password).
 USER_VIEW = "Users"
 ROLES_VIEW = "Roles"
@@ -93,25 +116,51 @@ ROLE_GRANTS: dict[str, dict[str, frozenset[str]]] = {
         ORGANISATION: frozenset({READ, EDIT}),
         BRANCHES: frozenset({READ, CREATE, EDIT}),
         PATIENTS: frozenset({READ, EDIT, MERGE}),
+        SERVICES: frozenset({READ, CREATE, EDIT}),
+        LAB_TESTS: frozenset({READ, CREATE, EDIT}),
+        DOCTOR_PROFILES: frozenset({READ, CREATE, EDIT}),
+        SCHEDULES: frozenset({READ, CREATE, EDIT, DELETE}),
+        # The diary, for dashboards; no clinical content.
+        APPOINTMENTS: frozenset({READ}),
     },
     DOCTOR: {
         PATIENTS: frozenset({READ, CREATE, EDIT}),
         PATIENT_CLINICAL: frozenset({READ, EDIT}),
+        SERVICES: frozenset({READ}),
+        LAB_TESTS: frozenset({READ}),
+        DOCTOR_PROFILES: frozenset({READ}),
+        SCHEDULES: frozenset({READ}),
+        APPOINTMENTS: frozenset({READ, CREATE, EDIT}),
+        CONSULTATIONS: frozenset({READ, CREATE, EDIT}),
+        PRESCRIPTIONS: frozenset({READ, CREATE, EDIT}),
+        LAB_ORDERS: frozenset({READ, CREATE, CANCEL}),
+        LAB_RESULTS: frozenset({READ}),
     },
     RECEPTIONIST: {
         PATIENTS: frozenset({READ, CREATE, EDIT}),
+        SERVICES: frozenset({READ}),
+        DOCTOR_PROFILES: frozenset({READ}),
+        # Reception keeps the doctors' diaries: hours, leave and holidays.
+        SCHEDULES: frozenset({READ, CREATE, EDIT, DELETE}),
+        APPOINTMENTS: frozenset({READ, CREATE, EDIT}),
     },
     PHARMACIST: {
         PATIENTS: frozenset({READ}),
+        PRESCRIPTIONS: frozenset({READ}),
     },
     LAB_TECHNICIAN: {
         PATIENTS: frozenset({READ}),
+        LAB_TESTS: frozenset({READ}),
+        LAB_ORDERS: frozenset({READ, PROGRESS}),
+        LAB_RESULTS: frozenset({READ, ENTER, VERIFY, AMEND}),
     },
     ACCOUNTANT: {
         SETTINGS: frozenset({READ}),
         ORGANISATION: frozenset({READ}),
         BRANCHES: frozenset({READ}),
         PATIENTS: frozenset({READ}),
+        SERVICES: frozenset({READ}),
+        LAB_TESTS: frozenset({READ}),
     },
 }
 
