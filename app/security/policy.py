@@ -116,51 +116,25 @@ ROLE_GRANTS: dict[str, dict[str, frozenset[str]]] = {
         ORGANISATION: frozenset({READ, EDIT}),
         BRANCHES: frozenset({READ, CREATE, EDIT}),
         PATIENTS: frozenset({READ, EDIT, MERGE}),
-        SERVICES: frozenset({READ, CREATE, EDIT}),
-        LAB_TESTS: frozenset({READ, CREATE, EDIT}),
-        DOCTOR_PROFILES: frozenset({READ, CREATE, EDIT}),
-        SCHEDULES: frozenset({READ, CREATE, EDIT, DELETE}),
-        # The diary, for dashboards; no clinical content.
-        APPOINTMENTS: frozenset({READ}),
     },
     DOCTOR: {
         PATIENTS: frozenset({READ, CREATE, EDIT}),
         PATIENT_CLINICAL: frozenset({READ, EDIT}),
-        SERVICES: frozenset({READ}),
-        LAB_TESTS: frozenset({READ}),
-        DOCTOR_PROFILES: frozenset({READ}),
-        SCHEDULES: frozenset({READ}),
-        APPOINTMENTS: frozenset({READ, CREATE, EDIT}),
-        CONSULTATIONS: frozenset({READ, CREATE, EDIT}),
-        PRESCRIPTIONS: frozenset({READ, CREATE, EDIT}),
-        LAB_ORDERS: frozenset({READ, CREATE, CANCEL}),
-        LAB_RESULTS: frozenset({READ}),
     },
     RECEPTIONIST: {
         PATIENTS: frozenset({READ, CREATE, EDIT}),
-        SERVICES: frozenset({READ}),
-        DOCTOR_PROFILES: frozenset({READ}),
-        # Reception keeps the doctors' diaries: hours, leave and holidays.
-        SCHEDULES: frozenset({READ, CREATE, EDIT, DELETE}),
-        APPOINTMENTS: frozenset({READ, CREATE, EDIT}),
     },
     PHARMACIST: {
         PATIENTS: frozenset({READ}),
-        PRESCRIPTIONS: frozenset({READ}),
     },
     LAB_TECHNICIAN: {
         PATIENTS: frozenset({READ}),
-        LAB_TESTS: frozenset({READ}),
-        LAB_ORDERS: frozenset({READ, PROGRESS}),
-        LAB_RESULTS: frozenset({READ, ENTER, VERIFY, AMEND}),
     },
     ACCOUNTANT: {
         SETTINGS: frozenset({READ}),
         ORGANISATION: frozenset({READ}),
         BRANCHES: frozenset({READ}),
         PATIENTS: frozenset({READ}),
-        SERVICES: frozenset({READ}),
-        LAB_TESTS: frozenset({READ}),
     },
 }
 

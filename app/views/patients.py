@@ -45,6 +45,7 @@ from app.views.base import (
     ClinicModelView,
     ClinicSQLAInterface,
 )
+from app.views.timeline import patient_timeline, timeline_source
 
 SEX_CHOICES = [
     ("female", _l("Female")),
@@ -310,19 +311,15 @@ class MergeForm(DynamicForm):
     )
 
 
-def patient_timeline(patient: Patient | None) -> list[dict[str, Any]]:
-    """What happened to the patient, newest first; later record kinds add their own items here."""
-    if patient is None:
-        return []
-    items = []
+@timeline_source("consent", READ, PATIENTS)
+def consent_items(patient: Patient, branch_ids: list[int]):
+    """Consents given and withdrawn (patient-wide: every branch sees them)."""
     changes = db.session.scalars(
         select(ConsentChange)
         .where(ConsentChange.patient_id == patient.id)
         .order_by(ConsentChange.changed_at.desc(), ConsentChange.id.desc())
     )
-    for change in changes:
-        items.append({"kind": "consent", "at": change.changed_at, "record": change})
-    return items
+    return [(change.changed_at, change) for change in changes]
 
 
 class ClinicalForm(DynamicForm):
