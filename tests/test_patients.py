@@ -216,7 +216,7 @@ def test_api_registers_patients_and_only_for_roles_that_may(app):
     assert find(app, last_name="Elsewhere") is None
 
 
-def test_every_patient_page_view_is_logged_and_shown_to_admin(app, jose):
+def test_every_patient_page_view_is_logged_and_shown_to_admin_and_owner(app, jose):
     def reads():
         with app.app_context():
             return db.session.scalar(
@@ -232,8 +232,11 @@ def test_every_patient_page_view_is_logged_and_shown_to_admin(app, jose):
     assert reads() == before + 2
     panel = login_as(app, "admin").get(f"/patients/show/{jose}").get_data(as_text=True)
     assert "Who viewed this record" in panel and "labtech" in panel and "accountant" in panel
-    own = login_as(app, "reception").get(f"/patients/show/{jose}").get_data(as_text=True)
-    assert "Who viewed this record" not in own
+    owners = login_as(app, "owner").get(f"/patients/show/{jose}").get_data(as_text=True)
+    assert "Who viewed this record" in owners and "labtech" in owners
+    for staff in ("reception", "doctor"):
+        page = login_as(app, staff).get(f"/patients/show/{jose}").get_data(as_text=True)
+        assert "Who viewed this record" not in page
 
 
 def test_owner_merges_a_duplicate_which_stays_marked_merged(app):

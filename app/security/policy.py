@@ -54,6 +54,8 @@ API_METHOD_PERMISSIONS = {
 CRUD = frozenset({READ, CREATE, EDIT, DELETE})
 #: Merging a duplicate patient into the surviving record.
 MERGE = "can_merge"
+#: Seeing "who viewed this record" on a patient's page (the access log's entries for one patient).
+SEE_VIEWERS = "can_see_viewers"
 #: Moving a lab order through its statuses (sample collected, in progress).
 PROGRESS = "can_progress"
 #: Cancelling a lab order (with a reason).
@@ -115,7 +117,8 @@ ROLE_GRANTS: dict[str, dict[str, frozenset[str]]] = {
         SETTINGS: frozenset({READ}),
         ORGANISATION: frozenset({READ, EDIT}),
         BRANCHES: frozenset({READ, CREATE, EDIT}),
-        PATIENTS: frozenset({READ, EDIT, MERGE}),
+        # The owner answers for the patients' privacy: who looked at a record, not what it holds.
+        PATIENTS: frozenset({READ, EDIT, MERGE, SEE_VIEWERS}),
     },
     DOCTOR: {
         PATIENTS: frozenset({READ, CREATE, EDIT}),

@@ -19,13 +19,13 @@ from app.extensions import db
 from app.formatting import or_dash, phone
 from app.models.patients import ConsentChange, Patient, PatientClinical
 from app.security.policy import (
-    ACCESS_LOG,
     CREATE,
     EDIT,
     MERGE,
     PATIENT_CLINICAL,
     PATIENTS,
     READ,
+    SEE_VIEWERS,
     VIEW_METHOD_PERMISSIONS,
 )
 from app.security.scoping import FilterInBranches, allowed_branch_ids
@@ -136,7 +136,7 @@ class PatientModelView(ClinicModelView):
     datamodel = ClinicSQLAInterface(Patient)
     class_permission_name = PATIENTS
     method_permission_name = {**VIEW_METHOD_PERMISSIONS, "merge": "merge"}
-    base_permissions = [READ, CREATE, EDIT, MERGE]
+    base_permissions = [READ, CREATE, EDIT, MERGE, SEE_VIEWERS]
     base_filters = [["id", FilterActivePatients, None]]
     access_log = "patient"
     list_template = "clinic/patients/list.html"
@@ -261,7 +261,7 @@ class PatientModelView(ClinicModelView):
             timeline=patient_timeline(patient),
             viewers=(
                 who_viewed("patient", patient.id, limit=20)
-                if sm.has_access(READ, ACCESS_LOG)
+                if sm.has_access(SEE_VIEWERS, PATIENTS)
                 else None
             ),
             consent_sources=CONSENT_SOURCE_LABELS,
@@ -370,7 +370,7 @@ class PatientApi(ClinicModelApi):
     datamodel = ClinicSQLAInterface(Patient)
     class_permission_name = PATIENTS
     # The screen's permissions, merge included: FAB drops a shared name's pairs an API lacks.
-    base_permissions = [READ, CREATE, EDIT, MERGE]
+    base_permissions = [READ, CREATE, EDIT, MERGE, SEE_VIEWERS]
     base_filters = [["id", FilterActivePatients, None]]
     access_log = "patient"
     _columns = [
