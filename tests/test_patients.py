@@ -14,7 +14,7 @@ from app.models.audit import AuditEntry
 from app.models.org import Branch
 from app.models.patients import ConsentChange, Patient, PatientClinical
 from app.services.audit import acting_as
-from app.services.patients import register_patient, search_patients
+from app.services.patients import register_patient, search_key, search_patients
 from tests.conftest import bearer_headers, csrf_token_from, login_as
 
 ALLERGY = "Sulfonamide rash Qzx"
@@ -132,6 +132,14 @@ def test_search_finds_by_name_part_phone_and_birth_date(app, jose, text):
     body = client.get("/patients/list/", query_string={"search": text}).get_data(as_text=True)
     assert "Pérez García" in body, text
     assert "Aarav" not in body
+
+
+@pytest.mark.parametrize(
+    "stored, typed", [("Yılmaz", "yilmaz"), ("Søren", "SOREN"), ("Łukasz", "lukasz"),
+                      ("Æsa", "aesa"), ("Zoë", "zoe"), ("Thảo Nguyễn", "thao nguyen")],
+)
+def test_search_keys_fold_letters_a_plain_keyboard_cannot_type(stored, typed):
+    assert search_key(stored) == search_key(typed)
 
 
 def test_search_by_mrn(app, jose):

@@ -48,11 +48,21 @@ def mrn_for(patient_id: int) -> str:
     return f"MRN-{patient_id:06d}"
 
 
+#: Letters that carry no separable accent, as a receptionist types them on a plain keyboard.
+PLAIN_LETTERS = str.maketrans(
+    {"ı": "i", "ø": "o", "đ": "d", "ð": "d", "ł": "l", "ħ": "h", "æ": "ae", "œ": "oe", "þ": "th"}
+)
+
+
 def search_key(text: str | None) -> str:
-    """Lowercase, accents stripped, single spaces: ``"  José  Pérez"`` → ``"jose perez"``."""
+    """Lowercase, accents stripped, single spaces: ``"  José  Pérez"`` → ``"jose perez"``.
+
+    Letters such as the Turkish dotless ı or the Danish ø, which Unicode does not decompose,
+    become their plain-keyboard twins, so "yilmaz" finds "Yılmaz" and "soren" finds "Søren".
+    """
     decomposed = unicodedata.normalize("NFKD", text or "")
     plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return " ".join(plain.casefold().split())
+    return " ".join(plain.casefold().translate(PLAIN_LETTERS).split())
 
 
 def phone_digits(phone: str | None) -> str | None:
