@@ -5,6 +5,7 @@ Idempotent: running it again updates what it made and adds nothing twice. Never 
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -13,12 +14,13 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select
 
+from app.demo_clinical import seed_clinical
 from app.extensions import db
 from app.models.org import Branch
 from app.models.patients import Patient, PatientClinical
 from app.security import policy
 from app.services.org import ensure_organisation, normalise_phone
-from app.services.patients import phone_digits, register_patient, update_patient
+from app.services.patients import phone_digits, register_patient, search_key, update_patient
 
 
 class DemoRefusedError(RuntimeError):
@@ -73,6 +75,9 @@ DEMO_USERS = (
     DemoUser("accountant", "Kavya", "Menon", policy.ACCOUNTANT, ("DT",)),
     DemoUser("doctor2", "Sanjay", "Gupta", policy.DOCTOR, ("LS",)),
     DemoUser("reception2", "Neha", "Joshi", policy.RECEPTIONIST, ("LS",)),
+    # A second lab technician: results are verified by someone other than who entered them.
+    # (Not "labtech2": tests/test_lab.py makes a user of that name for itself.)
+    DemoUser("labtech_b", "Fatima", "Sheikh", policy.LAB_TECHNICIAN, ("DT",)),
 )
 
 
@@ -142,7 +147,7 @@ LAST_NAMES = (
     "Srinivasan", "D'Souza", "Bhat", "Naidu", "Kapoor", "Menon",
 )
 LANGUAGES = ("English", "Hindi", "Kannada", "Tamil", "Malayalam", "Telugu")
-#: How many demo patients there are; two more are near-duplicates of the first two.
+#: How many demo patients the first batch has; two more are near-duplicates of two of them.
 DEMO_PATIENTS = 60
 
 
@@ -173,6 +178,126 @@ def demo_patient_rows() -> list[dict]:
     rows.append({**rows[1], "first_name": rows[1]["first_name"].upper(), "email": None,
                  "phone": "098450 00001", "branch": "LS"})
     rows.append({**rows[4], "phone": "+919845099999", "email": None})
+    return rows + more_patient_rows()
+
+
+@dataclass(frozen=True)
+class Community:
+    """Names that go together, and the languages their speakers ask for."""
+
+    women: tuple[str, ...]
+    men: tuple[str, ...]
+    surnames: tuple[str, ...]
+    languages: tuple[str, ...]
+
+
+SOUTH = Community(
+    ("Bhavana", "Kavitha", "Lavanya", "Rekha", "Sumathi", "Jyothi", "Padma", "Anusha", "Nandini", "Aparna"),
+    ("Venkatesh", "Suresh", "Prakash", "Anand", "Ravi", "Ganesh", "Manjunath", "Naveen", "Harish", "Tejas"),
+    ("Gowda", "Iyengar", "Rao", "Shetty", "Subramanian", "Kamath", "Acharya", "Prabhu", "Ramachandran",
+     "Nair", "Desai", "Murthy"),
+    ("Kannada", "Tamil", "Telugu", "Malayalam", "English", "Konkani"),
+)
+NORTH = Community(
+    ("Aditi", "Sunita", "Geeta", "Shalini", "Tanvi", "Ishita", "Riya", "Kriti", "Shreya", "Roshni"),
+    ("Nikhil", "Rajesh", "Deepak", "Yash", "Pranav", "Dhruv", "Varun", "Sandeep", "Amit", "Rohit"),
+    ("Agarwal", "Chopra", "Malhotra", "Mishra", "Pandey", "Saxena", "Sinha", "Thakur", "Yadav", "Jain",
+     "Bose", "Mukherjee", "Dutta"),
+    ("Hindi", "English", "Bengali", "Marathi"),
+)
+MUSLIM = Community(
+    ("Ayesha", "Sana", "Fathima", "Nazia", "Rukhsar"),
+    ("Mohammed", "Imran", "Abdul", "Faisal", "Sameer"),
+    ("Qureshi", "Ansari", "Siddiqui", "Pasha", "Baig"),
+    ("Urdu", "Hindi", "Kannada", "English"),
+)
+CHRISTIAN = Community(
+    ("Mary", "Reshma", "Teresa", "Anita", "Grace"),
+    ("Joseph", "Thomas", "Sebastian", "George", "Francis"),
+    ("Kurian", "Mathew", "Varghese", "Pinto", "Rodrigues"),
+    ("Malayalam", "English", "Konkani"),
+)
+PUNJABI = Community(
+    ("Harpreet", "Manpreet", "Simran", "Jaspreet"),
+    ("Gurpreet", "Harjeet", "Amandeep", "Jaspal"),
+    ("Gill", "Sandhu", "Dhillon", "Grewal"),
+    ("Punjabi", "Hindi", "English"),
+)
+#: How often each community comes to the clinic (Bangalore-like), as a repeating pattern.
+COMMUNITY_PATTERN = (SOUTH, NORTH, SOUTH, MUSLIM, SOUTH, CHRISTIAN, NORTH, SOUTH, PUNJABI)
+#: Patients from elsewhere, with the accents their names carry: (first, last, sex, language).
+VISITORS = (
+    ("Zoë", "Laurent", "female", "French"), ("José", "Fernandes", "male", "Konkani"),
+    ("Renée", "Dubois", "female", "French"), ("François", "Lefèvre", "male", "French"),
+    ("Chloé", "Martin", "female", "French"), ("Björn", "Andersson", "male", "English"),
+    ("Søren", "Nørgaard", "male", "English"), ("Inés", "Navarro", "female", "Spanish"),
+    ("Mateo", "Romero", "male", "Spanish"), ("Lucía", "Castillo", "female", "Spanish"),
+    ("Hannah", "Schmidt", "female", "German"), ("Jürgen", "Müller", "male", "German"),
+    ("Oliver", "Bennett", "male", "English"), ("Emma", "Clarke", "female", "English"),
+    ("Liam", "O'Connor", "male", "English"), ("Siobhán", "Ní Bhriain", "female", "English"),
+    ("Yuki", "Tanaka", "female", "Japanese"), ("Hiroshi", "Watanabe", "male", "Japanese"),
+    ("Mei", "Chen", "female", "English"), ("Wei", "Zhang", "male", "English"),
+    ("Amara", "Okafor", "female", "English"), ("Kwame", "Mensah", "male", "English"),
+    ("Layla", "Haddad", "female", "Arabic"), ("Omar", "Farouk", "male", "Arabic"),
+    ("Olga", "Ivanova", "female", "Russian"), ("Dmitri", "Volkov", "male", "Russian"),
+    ("João", "Silva", "male", "Portuguese"), ("Ana", "Costa", "female", "Portuguese"),
+    ("Giulia", "Rossi", "female", "English"), ("Marek", "Kowalski", "male", "English"),
+    ("Noémie", "Girard", "female", "French"), ("Ahmet", "Yılmaz", "male", "English"),
+    ("Thảo", "Nguyễn", "female", "English"), ("Ólafur", "Jónsson", "male", "English"),
+)
+STREETS = ("MG Road", "Church Street", "Brigade Road", "Residency Road", "Lavelle Road",
+           "Richmond Road", "Lake View Road", "Palm Grove Layout")
+#: How many patients ``more_patient_rows`` adds to the first ones (about 200 in all).
+MORE_PATIENTS = 138
+
+
+def email_part(name: str) -> str:
+    """``"Ní Bhriain"`` → ``"nibhriain"``: a name as plain letters for a demo e-mail address."""
+    return re.sub(r"[^a-z0-9]", "", search_key(name))
+
+
+def more_patient_rows() -> list[dict]:
+    """More patients, from across India and abroad, registered at both branches."""
+    rows, met = [], {}
+    for n in range(MORE_PATIENTS):
+        if n % 4 == 3:
+            visitor = (n // 4) % len(VISITORS)
+            first, last, sex, language = VISITORS[visitor]
+            # The partner named as emergency contact is the next visitor's first name.
+            relative, contacts = last, (VISITORS[(visitor + 1) % len(VISITORS)][0],)
+        else:
+            people = COMMUNITY_PATTERN[n % len(COMMUNITY_PATTERN)]
+            sex = "female" if n % 8 in (0, 2, 5) else "male"
+            names = people.women if sex == "female" else people.men
+            k = met[id(names)] = met.get(id(names), -1) + 1
+            first = names[k % len(names)]
+            last = relative = people.surnames[(k * 7 + k // len(names) + 2) % len(people.surnames)]
+            language = people.languages[n % len(people.languages)]
+            contacts = people.men if sex == "female" else people.women
+        mobile = f"97401{n:05d}"
+        # Phones arrive the way people say them; the patients service stores them in E.164.
+        phone = (f"+91{mobile}", f"0{mobile[:5]} {mobile[5:]}", f"{mobile[:5]}-{mobile[5:]}")[n % 3]
+        rows.append(
+            {
+                "first_name": first,
+                "last_name": last,
+                "date_of_birth": date(1938, 3, 1) + timedelta(days=(n * 2711 + 97) % 31000),
+                "sex": sex,
+                "phone": None if n % 29 == 11 else phone,
+                "email": f"{email_part(first)}.{email_part(last)}{n}@example.org" if n % 3 != 1 else None,
+                "address": f"{3 + n % 90} {STREETS[n % len(STREETS)]}\nSpringfield 5600{n % 90:02d}",
+                "emergency_contact_name": f"{contacts[n % len(contacts)]} {relative}" if n % 8 in (0, 3) else None,
+                "emergency_contact_phone": f"+91701901{n:04d}" if n % 8 in (0, 3) else None,
+                "preferred_language": language,
+                "branch": "LS" if n % 9 in (0, 2, 5, 7) else "DT",
+                "consent_sms": n % 3 != 2,
+                "consent_email": n % 3 == 0,
+                "consent_whatsapp": n % 2 == 1,
+                "consent_marketing": n % 11 == 0,
+            }
+        )
+    # Registered twice: the same Zoë typed without the diaeresis, a new mobile number.
+    rows.append({**rows[3], "first_name": "Zoe", "phone": "+919740199999", "email": None})
     return rows
 
 
@@ -182,13 +307,17 @@ def seed_patients(branches: dict[str, Branch]) -> int:
     for row in demo_patient_rows():
         data = {key: value for key, value in row.items() if key != "branch"}
         patient = Patient(**data, registered_branch=branches[row["branch"]])
+        digits = (
+            phone_digits(normalise_phone(patient.phone, patient.registered_branch.country))
+            if patient.phone
+            else None
+        )
         existing = db.session.scalar(
             select(Patient).where(
                 Patient.first_name == patient.first_name,
                 Patient.last_name == patient.last_name,
                 Patient.date_of_birth == patient.date_of_birth,
-                Patient.phone_digits
-                == phone_digits(normalise_phone(patient.phone, patient.registered_branch.country)),
+                Patient.phone_digits == digits if digits else Patient.phone_digits.is_(None),
             )
         )
         if existing is not None:
@@ -214,6 +343,10 @@ def seed_patients(branches: dict[str, Branch]) -> int:
 def seed_demo(password: str | None = None) -> tuple[list[str], str]:
     """Create or refresh the demo clinic; return the usernames and their shared password.
 
+    Branches, users, about 200 patients, the service and lab catalogues, doctors' rosters and
+    (on the first run) a month of appointments around today with their consultations,
+    prescriptions and lab orders (``app.demo_clinical``).
+
     :raises DemoRefusedError: under the production configuration.
     """
     if current_app.config.get("ENV_NAME") == "production":
@@ -226,5 +359,7 @@ def seed_demo(password: str | None = None) -> tuple[list[str], str]:
     password = demo_password(password)
     usernames = seed_users(password, branches)
     seed_patients(branches)
+    sm = current_app.appbuilder.sm
+    seed_clinical({name: sm.find_user(username=name) for name in usernames}, branches)
     db.session.commit()
     return usernames, password

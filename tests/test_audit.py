@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from flask_appbuilder.security.sqla.models import User
 
+from app.demo import DEMO_USERS
 from app.extensions import db, get_queue
 from app.jobs import enqueue
 from app.jobs.audit import seal_audit_chain
@@ -211,7 +212,7 @@ def test_a_cli_command_names_itself(audit_app):
     written = entries_since(audit_app, since)
     assert written and {entry.actor for entry in written} == {"cli:seed-demo"}
     password_changes = [e for e in written if e.model == "User" and "password" in changes(e)]
-    assert len(password_changes) == 2 * 9  # every demo user's password, reset twice
+    assert len(password_changes) == 2 * len(DEMO_USERS)  # every demo user's password, twice
     for entry in password_changes:
         assert changes(entry)["password"] == {"old": "[redacted]", "new": "[redacted]"}
 

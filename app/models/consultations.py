@@ -33,8 +33,8 @@ PRESCRIPTION_STATUSES = ("active", "superseded", "dispensed")
 class Consultation(BranchOwnedMixin, TimestampMixin, Model):
     """The record of one visit, attached to its appointment (walk-ins get one too).
 
-    Vitals are stored in SI units (°C, kg, cm) whatever unit the doctor typed; the ``*_unit``
-    columns remember that unit so the record reads back as it was entered.
+    Vitals are stored in SI units (°C, kg, cm, two decimals) whatever unit the doctor typed; the
+    ``*_unit`` columns remember that unit so the record reads back as it was entered.
     """
 
     __tablename__ = "consultation"
@@ -63,11 +63,11 @@ class Consultation(BranchOwnedMixin, TimestampMixin, Model):
     bp_systolic: Mapped[int | None] = mapped_column(Integer)
     bp_diastolic: Mapped[int | None] = mapped_column(Integer)
     pulse_bpm: Mapped[int | None] = mapped_column(Integer)
-    temperature_c: Mapped[Decimal | None] = mapped_column(Numeric(4, 1))
+    temperature_c: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
     temperature_unit: Mapped[str] = mapped_column(String(2), nullable=False, default="C")
-    weight_kg: Mapped[Decimal | None] = mapped_column(Numeric(5, 1))
+    weight_kg: Mapped[Decimal | None] = mapped_column(Numeric(6, 2))
     weight_unit: Mapped[str] = mapped_column(String(2), nullable=False, default="kg")
-    height_cm: Mapped[Decimal | None] = mapped_column(Numeric(4, 1))
+    height_cm: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
     height_unit: Mapped[str] = mapped_column(String(2), nullable=False, default="cm")
     spo2_percent: Mapped[int | None] = mapped_column(Integer)
     examination: Mapped[str | None] = mapped_column(Text)

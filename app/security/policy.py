@@ -119,25 +119,51 @@ ROLE_GRANTS: dict[str, dict[str, frozenset[str]]] = {
         BRANCHES: frozenset({READ, CREATE, EDIT}),
         # The owner answers for the patients' privacy: who looked at a record, not what it holds.
         PATIENTS: frozenset({READ, EDIT, MERGE, SEE_VIEWERS}),
+        SERVICES: frozenset({READ, CREATE, EDIT}),
+        DOCTOR_PROFILES: frozenset({READ, CREATE, EDIT}),
+        SCHEDULES: frozenset({READ, CREATE, EDIT, DELETE}),
+        # The diary for dashboards; no clinical content.
+        APPOINTMENTS: frozenset({READ}),
+        LAB_TESTS: frozenset({READ, CREATE, EDIT}),
     },
     DOCTOR: {
         PATIENTS: frozenset({READ, CREATE, EDIT}),
         PATIENT_CLINICAL: frozenset({READ, EDIT}),
+        SERVICES: frozenset({READ}),
+        DOCTOR_PROFILES: frozenset({READ}),
+        SCHEDULES: frozenset({READ}),
+        APPOINTMENTS: frozenset({READ, CREATE, EDIT}),
+        CONSULTATIONS: frozenset({READ, CREATE, EDIT}),
+        PRESCRIPTIONS: frozenset({READ, CREATE, EDIT}),
+        LAB_TESTS: frozenset({READ}),
+        LAB_ORDERS: frozenset({READ, CREATE, CANCEL}),
+        LAB_RESULTS: frozenset({READ}),
     },
     RECEPTIONIST: {
         PATIENTS: frozenset({READ, CREATE, EDIT}),
+        SERVICES: frozenset({READ}),
+        DOCTOR_PROFILES: frozenset({READ}),
+        # Reception keeps the doctors' diaries.
+        SCHEDULES: frozenset({READ, CREATE, EDIT, DELETE}),
+        APPOINTMENTS: frozenset({READ, CREATE, EDIT}),
     },
     PHARMACIST: {
         PATIENTS: frozenset({READ}),
+        PRESCRIPTIONS: frozenset({READ}),
     },
     LAB_TECHNICIAN: {
         PATIENTS: frozenset({READ}),
+        LAB_TESTS: frozenset({READ}),
+        LAB_ORDERS: frozenset({READ, PROGRESS}),
+        LAB_RESULTS: frozenset({READ, ENTER, VERIFY, AMEND}),
     },
     ACCOUNTANT: {
         SETTINGS: frozenset({READ}),
         ORGANISATION: frozenset({READ}),
         BRANCHES: frozenset({READ}),
         PATIENTS: frozenset({READ}),
+        SERVICES: frozenset({READ}),
+        LAB_TESTS: frozenset({READ}),
     },
 }
 

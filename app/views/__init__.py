@@ -8,16 +8,32 @@ from flask_babel import lazy_gettext as _l
 
 from app import formatting
 from app.security.totp_views import TotpView
+from app.views.appointments import (
+    AppointmentApi,
+    AppointmentModelView,
+    status_label,
+)
 from app.views.audit import AccessLogModelView, AuditLogModelView
+from app.views.calendar import AppointmentCalendarView
+from app.views.catalogue import ServiceApi, ServiceModelView
+from app.views.consultations import ConsultationApi, ConsultationModelView
 from app.views.health import bp as health_bp
 from app.views.jobs import JobsView
+from app.views.lab import LabOrderApi, LabOrderModelView, LabResultsView, LabTestModelView
 from app.views.patients import PatientApi, PatientClinicalView, PatientModelView
+from app.views.prescriptions import PrescriptionApi, PrescriptionModelView
 from app.views.settings import (
     BranchApi,
     BrandingView,
     BranchModelView,
     OrganisationModelView,
     SettingsView,
+)
+from app.views.schedules import (
+    DoctorLeaveModelView,
+    DoctorProfileModelView,
+    HolidayModelView,
+    WorkingHoursModelView,
 )
 from app.views.staff import StaffModelView
 
@@ -26,13 +42,61 @@ def register_views(app: Flask, appbuilder: AppBuilder) -> None:
     """Add every ClinicDesk screen, API and blueprint; menu order is the order below."""
     app.register_blueprint(health_bp)
     app.add_template_filter(formatting.phone, "phone")
+    app.add_template_filter(formatting.branch_time, "branch_time")
+    app.add_template_filter(status_label, "appointment_status")
 
     appbuilder.add_view(
         PatientModelView, "Patients", label=_l("Patients"), icon="fa-hospital-user",
     )
     appbuilder.add_view(
+        AppointmentModelView, "Appointments", label=_l("Appointments"),
+        icon="fa-calendar-check",
+    )
+    calendar = appbuilder.add_view(
+        AppointmentCalendarView, "Calendar", label=_l("Calendar"), icon="fa-calendar-days",
+    )
+    appbuilder.add_link(
+        "Today", href="AppointmentCalendarView.day", label=_l("Today"), icon="fa-list-check",
+        baseview=calendar,
+    )
+    appbuilder.add_view(
+        ConsultationModelView, "Consultations", label=_l("Consultations"),
+        icon="fa-stethoscope",
+    )
+    appbuilder.add_view(
+        PrescriptionModelView, "Prescriptions", label=_l("Prescriptions"),
+        icon="fa-prescription",
+    )
+    appbuilder.add_view(
+        LabOrderModelView, "Lab orders", label=_l("Lab orders"), icon="fa-flask",
+    )
+    appbuilder.add_view(
         StaffModelView, "Staff directory", label=_l("Staff"), icon="fa-users", category="Team",
         category_label=_l("Team"),
+    )
+    appbuilder.add_view(
+        DoctorProfileModelView, "Doctors", label=_l("Doctors"), icon="fa-user-doctor",
+        category="Team",
+    )
+    appbuilder.add_view(
+        WorkingHoursModelView, "Working hours", label=_l("Working hours"), icon="fa-clock",
+        category="Team",
+    )
+    appbuilder.add_view(
+        DoctorLeaveModelView, "Leave", label=_l("Leave"), icon="fa-plane-departure",
+        category="Team",
+    )
+    appbuilder.add_view(
+        HolidayModelView, "Holidays", label=_l("Holidays"), icon="fa-umbrella-beach",
+        category="Team",
+    )
+    appbuilder.add_view(
+        ServiceModelView, "Services", label=_l("Services"), icon="fa-list-check",
+        category="Catalogues", category_label=_l("Catalogues"),
+    )
+    appbuilder.add_view(
+        LabTestModelView, "Lab tests", label=_l("Lab tests"), icon="fa-vial",
+        category="Catalogues", category_label=_l("Catalogues"),
     )
     appbuilder.add_view(
         SettingsView, "Organisation settings", label=_l("Settings"), icon="fa-gear",
@@ -56,8 +120,14 @@ def register_views(app: Flask, appbuilder: AppBuilder) -> None:
     appbuilder.add_view_no_menu(BrandingView)
     appbuilder.add_view_no_menu(TotpView)
     appbuilder.add_view_no_menu(PatientClinicalView)
+    appbuilder.add_view_no_menu(LabResultsView)
     appbuilder.add_api(BranchApi)
     appbuilder.add_api(PatientApi)
+    appbuilder.add_api(ServiceApi)
+    appbuilder.add_api(AppointmentApi)
+    appbuilder.add_api(ConsultationApi)
+    appbuilder.add_api(PrescriptionApi)
+    appbuilder.add_api(LabOrderApi)
 
 
 def _relabel_security_menu(appbuilder: AppBuilder) -> None:

@@ -209,6 +209,21 @@ class ClinicModelApi(ModelRestApi):
         if self.access_log:
             record_reads(self, "api_read", data["ids"])
 
+    def _get_list_related_field(self, field, filter_rel_field, page=None, page_size=None):
+        """``_info``'s choices for a relationship, never records that hold patient data.
+
+        FAB lists every row of a related model as choices: for the patient register (names and
+        MRNs) or a patient's child rows (prescription items, lab results, which carry no branch
+        of their own) that would be a read no access log records, across branches. Such a
+        record is given by id instead, found through its own (logged, scoped) API.
+        """
+        related = self.datamodel.get_related_model(field.name)
+        if audit_subject(related) is not None and not issubclass(related, BranchOwnedMixin):
+            return 0, []
+        return super()._get_list_related_field(
+            field, filter_rel_field, page=page, page_size=page_size
+        )
+
     # FAB calls pre_add/pre_update outside its error handling: a refused rule answers 422 here.
     def post_headless(self):
         try:

@@ -5,13 +5,17 @@ from __future__ import annotations
 from flask import g
 from flask_appbuilder import IndexView, expose
 
-from app.security.scoping import allowed_branch_ids, role_names
-from app.services.org import get_organisation
 from app.security.actions import signed_in
+from app.security.policy import APPOINTMENTS, LAB_ORDERS, READ
+from app.security.scoping import allowed_branch_ids, role_names
+from app.services.appointments import APPOINTMENT_STATUS_LABELS, is_doctor
+from app.services.lab import ORDER_STATUS_LABELS
+from app.services.org import get_organisation
+from app.services.today import OPEN_LAB_STATUSES, diary_today, lab_queue
 
 
 class HomeView(IndexView):
-    """``/``: the signed-in user's branches, roles and the screens they can open."""
+    """``/``: today at the user's branches, their roles and the screens they can open."""
 
     route_base = ""
     index_template = "clinic/home.html"
@@ -20,10 +24,24 @@ class HomeView(IndexView):
     @signed_in
     def index(self):
         user = g.user
+        sm = self.appbuilder.sm
+        branch_ids = allowed_branch_ids()
+        own_day = is_doctor(user)
         return self.render_template(
             self.index_template,
             organisation=get_organisation(),
             roles=sorted(role_names(user)),
             branches=sorted(user.branches, key=lambda branch: branch.name),
-            branch_count=len(allowed_branch_ids()),
+            branch_count=len(branch_ids),
+            # A doctor's home shows their own patients today; the desk sees the whole branch.
+            diary=(
+                diary_today(branch_ids, doctor_id=user.id if own_day else None)
+                if sm.has_access(READ, APPOINTMENTS)
+                else None
+            ),
+            own_day=own_day,
+            status_labels=APPOINTMENT_STATUS_LABELS,
+            lab=lab_queue(branch_ids) if sm.has_access(READ, LAB_ORDERS) else None,
+            lab_statuses=OPEN_LAB_STATUSES,
+            lab_labels=ORDER_STATUS_LABELS,
         )

@@ -17,8 +17,18 @@ from typing import Any
 from flask_appbuilder.security.sqla.models import Group, Role, User
 
 from app.models.audit import AuditEntry
+from app.models.consultations import Consultation, Prescription
+from app.models.lab import LabOrder, LabTest
 from app.models.org import Branch, Organisation
 from app.models.patients import Patient
+from app.models.scheduling import (
+    Appointment,
+    DoctorLeave,
+    Holiday,
+    Service,
+    StaffProfile,
+    WorkingHours,
+)
 
 
 @dataclass(frozen=True)
@@ -55,5 +65,31 @@ RECORD_SCREENS: tuple[RecordScreen, ...] = (
     ),
     RecordScreen(
         AuditEntry, "AccessLogModelView.list", "AccessLogModelView.show", fixed={"kind": "access"}
+    ),
+    RecordScreen(Service, "ServiceModelView.list", "ServiceModelView.show"),
+    RecordScreen(
+        StaffProfile, "DoctorProfileModelView.list", "DoctorProfileModelView.show",
+        fixed={"calendar_colour": "#2f6fde"},
+    ),
+    RecordScreen(WorkingHours, "WorkingHoursModelView.list", "WorkingHoursModelView.show"),
+    RecordScreen(DoctorLeave, "DoctorLeaveModelView.list", "DoctorLeaveModelView.show"),
+    RecordScreen(Holiday, "HolidayModelView.list", "HolidayModelView.show"),
+    RecordScreen(
+        Appointment, "AppointmentModelView.list", "AppointmentModelView.show",
+        fixed={"status": "booked"},
+    ),
+    RecordScreen(LabTest, "LabTestModelView.list", "LabTestModelView.show"),
+    RecordScreen(
+        LabOrder, "LabOrderModelView.list", "LabOrderModelView.show",
+        print_endpoint="LabOrderModelView.print_report",
+        fixed={"status": "resulted", "priority": "urgent"},
+    ),
+    RecordScreen(
+        Consultation, "ConsultationModelView.list", "ConsultationModelView.show",
+        fixed={"temperature_unit": "F", "weight_unit": "lb", "height_unit": "in"},
+    ),
+    RecordScreen(
+        Prescription, "PrescriptionModelView.list", "PrescriptionModelView.show",
+        print_endpoint="PrescriptionModelView.print_view", fixed={"status": "active"},
     ),
 )

@@ -207,6 +207,8 @@ def save_screenshot(page, name: str) -> Path:
     """Save a full-page screenshot as ``artifacts/<name>.png``."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
+    # From the top: a page scrolled by the journey would draw the sticky top bar mid-picture.
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(path), full_page=True)
     return path
 
