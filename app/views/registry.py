@@ -76,7 +76,8 @@ RECORD_SCREENS: tuple[RecordScreen, ...] = (
     RecordScreen(Holiday, "HolidayModelView.list", "HolidayModelView.show"),
     RecordScreen(
         Appointment, "AppointmentModelView.list", "AppointmentModelView.show",
-        fixed={"status": "booked"},
+        # Cancelled: the copy may sit at its source's time (PostgreSQL refuses a double booking).
+        fixed={"status": "cancelled"},
     ),
     RecordScreen(LabTest, "LabTestModelView.list", "LabTestModelView.show"),
     RecordScreen(
