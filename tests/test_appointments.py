@@ -39,6 +39,9 @@ from app.services.patients import register_patient
 from tests.conftest import bearer_headers, csrf_token_from, login_as
 from tests.scheduling_support import Team, make_team
 
+# The rules of the clinical core hold on SQLite too (the subset CI runs there).
+pytestmark = pytest.mark.sqlite_subset
+
 ZONE = ZoneInfo("Asia/Kolkata")  # both test branches
 #: Days ahead of today that tests book on (each test its own day, so they never collide).
 BASE = datetime.now(ZONE).date() + timedelta(days=10)

@@ -29,6 +29,9 @@ from app.services.appointments import book_appointment, change_status
 from app.services.patients import register_patient
 from tests.conftest import PASSWORD, csrf_token_from, login_as
 
+# The rules of the clinical core hold on SQLite too (the subset CI runs there).
+pytestmark = pytest.mark.sqlite_subset
+
 TZ = ZoneInfo("Asia/Kolkata")  # both demo branches
 TODAY = datetime.now(TZ).date()
 #: A Monday far enough ahead that the demo's appointments, leave and holidays are not on it.

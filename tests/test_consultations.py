@@ -30,6 +30,9 @@ from app.services.consultations import (
 )
 from tests.conftest import PASSWORD, bearer_headers, csrf_token_from, login_as
 
+# The rules of the clinical core hold on SQLite too (the subset CI runs there).
+pytestmark = pytest.mark.sqlite_subset
+
 #: Walk-ins far in the future, each half an hour after the last: never near the demo's diary.
 _SLOTS = itertools.count()
 FAR = datetime(2031, 3, 4, 4, 0, tzinfo=timezone.utc)

@@ -37,6 +37,9 @@ from app.services.lab import (
 from app.services.patients import register_patient
 from tests.conftest import PASSWORD, bearer_headers, csrf_token_from, login_as
 
+# The rules of the clinical core hold on SQLite too (the subset CI runs there).
+pytestmark = pytest.mark.sqlite_subset
+
 PAYLOAD = "<script>alert('lab')</script>"
 ESCAPED = "&lt;script&gt;alert(&#39;lab&#39;)&lt;/script&gt;"
 

@@ -17,6 +17,9 @@ from app.services.audit import acting_as
 from app.services.patients import register_patient, search_key, search_patients
 from tests.conftest import bearer_headers, csrf_token_from, login_as
 
+# The rules of the clinical core hold on SQLite too (the subset CI runs there).
+pytestmark = pytest.mark.sqlite_subset
+
 ALLERGY = "Sulfonamide rash Qzx"
 
 

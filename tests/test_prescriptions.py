@@ -27,6 +27,9 @@ from app.services.prescriptions import (
 )
 from tests.conftest import PASSWORD, bearer_headers, csrf_token_from, login_as
 
+# The rules of the clinical core hold on SQLite too (the subset CI runs there).
+pytestmark = pytest.mark.sqlite_subset
+
 _SLOTS = itertools.count()
 FAR = datetime(2031, 6, 3, 4, 0, tzinfo=timezone.utc)
 EVIL = '<script>alert("rx")</script>Amoxi<b>cillin</b>'

@@ -14,6 +14,9 @@ from app.services.schedules import ScheduleError, check_working_hours
 from tests.conftest import bearer_headers, csrf_token_from, login_as
 from tests.scheduling_support import make_team
 
+# The rules of the clinical core hold on SQLite too (the subset CI runs there).
+pytestmark = pytest.mark.sqlite_subset
+
 FUTURE = date.today() + timedelta(days=40)
 
 
