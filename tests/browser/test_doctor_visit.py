@@ -112,3 +112,13 @@ def test_doctor_records_a_visit_prescribes_and_prints(page, sign_in, screenshot,
     page.get_by_role("link", name="A5").click()
     expect(page.locator("body")).to_have_class(re.compile("rx-print--a5"))
     screenshot("prescription-print-a5")
+
+    # The patient's page now tells the visit's story on its timeline.
+    page.get_by_role("link", name="Back to the prescription").click()
+    page.get_by_role("link", name=re.compile(r"^MRN-")).first.click()
+    expect(page.get_by_role("heading", name=arrived, level=1)).to_be_visible()
+    timeline = page.get_by_role("region", name="Timeline")
+    expect(timeline).to_contain_text("Visit")
+    expect(timeline).to_contain_text("Prescription, version 1")
+    expect(timeline).to_contain_text("Appointment with")
+    screenshot("patient-timeline")
