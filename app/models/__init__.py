@@ -4,6 +4,14 @@ from app.models.audit import AuditChainHead, AuditEntry, SubjectKey
 from app.models.base import BranchOwnedMixin, TimestampMixin, utcnow
 from app.models.consultations import Consultation, Prescription, PrescriptionItem
 from app.models.lab import LabOrder, LabReferenceRange, LabResult, LabResultAmendment, LabTest
+from app.models.leads import (
+    Communication,
+    FollowUp,
+    Lead,
+    LeadConsentChange,
+    LeadStageChange,
+    Notification,
+)
 from app.models.org import Branch, Organisation, user_branch
 from app.models.patients import ConsentChange, Patient, PatientClinical
 from app.models.scheduling import (
@@ -24,15 +32,21 @@ __all__ = [
     "AuditEntry",
     "Branch",
     "BranchOwnedMixin",
+    "Communication",
     "ConsentChange",
     "Consultation",
     "DoctorLeave",
+    "FollowUp",
     "Holiday",
     "LabOrder",
     "LabReferenceRange",
     "LabResult",
     "LabResultAmendment",
     "LabTest",
+    "Lead",
+    "LeadConsentChange",
+    "LeadStageChange",
+    "Notification",
     "Organisation",
     "Patient",
     "PatientClinical",

@@ -64,6 +64,8 @@ CANCEL = "can_cancel"
 ENTER = "can_enter"
 VERIFY = "can_verify"
 AMEND = "can_amend"
+#: Turning a lead into a patient (or linking one) with a booked appointment.
+CONVERT = "can_convert"
 
 # Views (class_permission_name) -----------------------------------------------------------------
 SETTINGS = "Settings"
@@ -94,6 +96,12 @@ PRESCRIPTIONS = "Prescriptions"
 LAB_TESTS = "LabTests"
 LAB_ORDERS = "LabOrders"
 LAB_RESULTS = "LabResults"
+#: The lead pipeline: leads and their board, the communication log, follow-up tasks, and the
+#: pipeline's reports (conversion funnel, time to booking, lost reasons).
+LEADS = "Leads"
+COMMUNICATIONS = "Communications"
+FOLLOW_UPS = "FollowUps"
+LEAD_REPORTS = "LeadReports"
 # FAB's own self-service screens (profile and own password).
 USER_VIEW = "Users"
 ROLES_VIEW = "Roles"
