@@ -19,7 +19,9 @@ from app.views.catalogue import ServiceApi, ServiceModelView
 from app.views.consultations import ConsultationApi, ConsultationModelView
 from app.views.health import bp as health_bp
 from app.views.jobs import JobsView
-from app.views.lab import LabOrderApi, LabOrderModelView, LabResultsView, LabTestModelView
+from app.views.lab import LabOrderApi, LabOrderModelView
+from app.views.lab_catalogue import LabTestModelView
+from app.views.lab_results import LabResultsView
 from app.views.patients import PatientApi, PatientClinicalView, PatientModelView
 from app.views.prescriptions import PrescriptionApi, PrescriptionModelView
 from app.views.settings import (

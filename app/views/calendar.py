@@ -9,28 +9,24 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from flask_appbuilder.const import PERMISSION_PREFIX
-from flask_appbuilder.forms import DynamicForm
 from flask_appbuilder.security.sqla.models import User
 from flask_babel import format_date
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
-from wtforms import BooleanField, DateField, HiddenField, SelectField, StringField
-from wtforms.validators import DataRequired, Length, Optional, ValidationError
-from wtforms.widgets import DateInput
 
 from app.extensions import db
 from app.models.org import Branch
 from app.models.patients import Patient
-from app.models.scheduling import RELEASED_STATUSES, Appointment, Service, StaffProfile
+from app.models.scheduling import Appointment, Service, StaffProfile
 from app.security.policy import APPOINTMENTS, CREATE, EDIT, READ
 from app.security.scoping import allowed_branch_ids
 from app.services.appointments import (
@@ -40,18 +36,17 @@ from app.services.appointments import (
     doctor_day,
     free_slots,
     is_doctor,
-    register_walk_in,
 )
 from app.services.audit import record_access
-from app.services.errors import ClinicError
-from app.services.org import InvalidSettingError, normalise_phone
-from app.services.patients import (
-    PatientPhoneError,
-    find_possible_duplicates,
-    register_patient,
-    search_patients,
-)
+from app.services.patients import search_patients
 from app.views.calendar_grid import SLOT_MIN, ColumnSpec, as_utc, build_grid, local
+from app.views.walk_in_form import (
+    WALK_IN_MATCHES,
+    WalkInForm,
+    active_patient,
+    check_in_walk_in,
+    first_available,
+)
 
 #: Where the status buttons post (AppointmentModelView's status route) and the booking form.
 STATUS_ENDPOINT = "AppointmentModelView.status"
@@ -161,6 +156,25 @@ def log_reads(branch: Branch, appointments: list[Appointment]) -> None:
         )
 
 
+def desk_context(branch: Branch, day: date, today: date, step: timedelta) -> dict[str, Any]:
+    """What the calendar and the day list share: the branch and day, the toolbar's links and
+    choices, the status colours and icons, and which other screens the user may open."""
+    return {
+        "branch": branch,
+        "branches": branch_choices(),
+        "day": day,
+        "today": today,
+        "prev_day": (day - step).isoformat(),
+        "next_day": (day + step).isoformat(),
+        "statuses": APPOINTMENT_STATUS_LABELS,
+        "icons": STATUS_ICONS,
+        "can_walk_in": may_open("AppointmentCalendarView.walk_in"),
+        "can_show": may_open(SHOW_ENDPOINT),
+        "doctor_label": doctor_label,
+        "format_date": format_date,
+    }
+
+
 def grid_labels() -> dict[str, str]:
     return {
         "closed": _("Closed: %(name)s"),  # filled in by the grid
@@ -250,34 +264,22 @@ class AppointmentCalendarView(BaseView):
         grid = build_grid(specs, tz, grid_labels(), book_url)
         shown_appointments = [a for spec in specs for a in spec.appointments]
         log_reads(branch, shown_appointments)
-        step = timedelta(days=7 if mode == "week" else 1)
         nav = {"branch": branch.id, "view": mode}
         if doctor is not None:
             nav["doctor"] = doctor.id
         return self.render_template(
             "clinic/appointments/calendar.html",
             title=_l("Calendar"),
-            branch=branch,
-            branches=branch_choices(),
+            **desk_context(branch, day, today, timedelta(days=7 if mode == "week" else 1)),
             doctors=doctors,
             doctor=doctor,
             mode=mode,
-            day=day,
             days=days,
-            today=today,
             grid=grid,
             tz=tz,
             nav=nav,
-            prev_day=(day - step).isoformat(),
-            next_day=(day + step).isoformat(),
-            statuses=APPOINTMENT_STATUS_LABELS,
-            icons=STATUS_ICONS,
             can_book=can_book,
-            can_walk_in=may_open("AppointmentCalendarView.walk_in"),
-            can_show=may_open(SHOW_ENDPOINT),
-            doctor_label=doctor_label,
             local=local,
-            format_date=format_date,
         )
 
     @expose("/day")
@@ -299,27 +301,16 @@ class AppointmentCalendarView(BaseView):
         return self.render_template(
             "clinic/appointments/day.html",
             title=_l("Today"),
-            branch=branch,
-            branches=branch_choices(),
-            day=day,
-            today=branch_today(branch),
+            **desk_context(branch, day, branch_today(branch), timedelta(days=1)),
             appointments=appointments,
             counts=counts,
-            statuses=APPOINTMENT_STATUS_LABELS,
-            icons=STATUS_ICONS,
             next_steps=NEXT_STEPS,
             mine_only=mine_only,
             is_doctor=is_doctor(user),
             can_change=may_open(STATUS_ENDPOINT),
             can_visit=may_open(VISIT_ENDPOINT),
-            can_show=may_open(SHOW_ENDPOINT),
             can_patient=may_open(PATIENT_ENDPOINT),
-            can_walk_in=may_open("AppointmentCalendarView.walk_in"),
-            prev_day=(day - timedelta(days=1)).isoformat(),
-            next_day=(day + timedelta(days=1)).isoformat(),
-            doctor_label=doctor_label,
             local=lambda when: local(when, tz),
-            format_date=format_date,
         )
 
     @expose("/walk-in", methods=["GET", "POST"])
@@ -366,8 +357,14 @@ class AppointmentCalendarView(BaseView):
         if posted and form.validate():
             outcome = check_in_walk_in(form, branch, doctors, services)
             if isinstance(outcome, Appointment):
-                return redirect(url_for(".day", branch=branch.id, date=local(
-                    outcome.starts_at, ZoneInfo(branch.time_zone)).date().isoformat()))
+                starts = local(outcome.starts_at, ZoneInfo(branch.time_zone))
+                flash(
+                    _("%(patient)s is checked in to see %(doctor)s at %(time)s.",
+                      patient=outcome.patient.full_name, doctor=doctor_label(outcome.doctor),
+                      time=starts.strftime("%H:%M")),
+                    "success",
+                )
+                return redirect(url_for(".day", branch=branch.id, date=starts.date().isoformat()))
             duplicates = outcome
         chosen_id = form.patient.data if form.patient.data not in (None, "", "new") else None
         if chosen_id and not any(str(m.id) == chosen_id for m in matches):
@@ -390,139 +387,6 @@ class AppointmentCalendarView(BaseView):
             searched=bool(query),
             can_day=may_open("AppointmentCalendarView.day"),
         )
-
-
-#: How many patients the walk-in search offers.
-WALK_IN_MATCHES = 8
-SEX_CHOICES = [
-    ("female", _l("Female")),
-    ("male", _l("Male")),
-    ("other", _l("Other")),
-    ("unknown", _l("Not stated")),
-]
-
-
-class WalkInForm(DynamicForm):
-    """Who walked in (a patient found, or a new one typed), whom they see, and what for."""
-
-    q = HiddenField()
-    branch = SelectField(_l("Branch"), coerce=int, validators=[DataRequired()])
-    patient = StringField(_l("Patient"))
-    first_name = StringField(_l("First name"), validators=[Length(max=80)])
-    last_name = StringField(_l("Last name"), validators=[Length(max=80)])
-    phone = StringField(_l("Phone"), validators=[Optional(), Length(max=40)])
-    date_of_birth = DateField(_l("Date of birth"), widget=DateInput(), validators=[Optional()])
-    sex = SelectField(_l("Sex"), choices=SEX_CHOICES, default="unknown")
-    confirm_new = BooleanField(_l("This is a new patient"))
-    doctor = SelectField(
-        _l("Doctor"), coerce=int, validators=[DataRequired(message=_l("Choose a doctor."))]
-    )
-    service = SelectField(_l("Service"), coerce=int, default=0)
-    reason = StringField(_l("Reason for the visit"), validators=[Optional(), Length(max=200)])
-
-    def validate_patient(self, field) -> None:
-        value = (field.data or "").strip()
-        if value != "new" and (not value.isdigit() or active_patient(int(value)) is None):
-            raise ValidationError(str(_l("Choose a patient, or register a new one.")))
-
-    def validate_first_name(self, field) -> None:
-        if self.patient.data == "new" and not (field.data or "").strip():
-            raise ValidationError(str(_l("Type the new patient's first name.")))
-
-    def validate_last_name(self, field) -> None:
-        if self.patient.data == "new" and not (field.data or "").strip():
-            raise ValidationError(str(_l("Type the new patient's last name.")))
-
-
-def active_patient(patient_id: int) -> Patient | None:
-    patient = db.session.get(Patient, patient_id)
-    return patient if patient is not None and patient.merged_into_id is None else None
-
-
-def busy_now(doctor: User, now: datetime) -> bool:
-    """Whether the doctor has a live appointment (in any branch) going on at ``now``."""
-    moment = now.astimezone(timezone.utc)
-    return db.session.scalar(
-        select(Appointment.id).where(
-            Appointment.doctor_id == doctor.id,
-            Appointment.status.not_in(RELEASED_STATUSES),
-            Appointment.starts_at <= moment,
-            Appointment.ends_at > moment,
-        ).limit(1)
-    ) is not None
-
-
-def first_available(branch: Branch, doctors: list[User]) -> int | None:
-    """The first doctor working and free now; else the first working today; else the first."""
-    now = datetime.now(ZoneInfo(branch.time_zone))
-    working_today = []
-    for doctor in doctors:
-        schedule = doctor_day(doctor, branch, now.date())
-        if not schedule.is_working:
-            continue
-        working_today.append(doctor)
-        in_hours = any(start <= now.time() < end for start, end in schedule.intervals)
-        if in_hours and not busy_now(doctor, now):
-            return doctor.id
-    pick = (working_today or doctors or [None])[0]
-    return pick.id if pick is not None else None
-
-
-def check_in_walk_in(
-    form: WalkInForm, branch: Branch, doctors: list[User], services: list[Service]
-) -> Appointment | list[Patient]:
-    """Register the new patient if need be, book and check in; commit and say so.
-
-    Returns the appointment, or the possible duplicates of a new patient to show first (nothing
-    saved). A refused rule becomes an error on the form, which keeps what was typed.
-    """
-    doctor = next((d for d in doctors if d.id == form.doctor.data), None)
-    if doctor is None:
-        form.doctor.errors = [str(_l("Choose one of this branch's doctors."))]
-        return []
-    service = next((s for s in services if s.id == form.service.data), None)
-    if form.patient.data == "new":
-        patient = Patient(
-            first_name=form.first_name.data, last_name=form.last_name.data,
-            phone=form.phone.data or None, date_of_birth=form.date_of_birth.data,
-            sex=form.sex.data, registered_branch_id=branch.id,
-        )
-        try:
-            normalise_phone(patient.phone, branch.country) if patient.phone else None
-        except InvalidSettingError:
-            form.phone.errors = [
-                str(_l("Enter a phone number with its area code, e.g. 098765 43210."))
-            ]
-            return []
-        if not form.confirm_new.data:
-            duplicates = find_possible_duplicates(patient)
-            if duplicates:
-                return duplicates
-    else:
-        patient = active_patient(int(form.patient.data))
-    try:
-        if patient.id is None:
-            register_patient(patient, "in_person")
-        appointment = register_walk_in(
-            patient=patient, doctor=doctor, branch=branch, service=service,
-            reason=(form.reason.data or "").strip() or None,
-        )
-        db.session.commit()
-    except PatientPhoneError:
-        db.session.rollback()
-        form.phone.errors = [str(_l("Enter a phone number with its area code, e.g. 098765 43210."))]
-        return []
-    except ClinicError as error:
-        db.session.rollback()
-        form.form_errors.append(str(error))
-        return []
-    starts = local(appointment.starts_at, ZoneInfo(branch.time_zone))
-    flash(
-        _("%(patient)s is checked in to see %(doctor)s at %(time)s.",
-          patient=patient.full_name, doctor=doctor_label(doctor), time=starts.strftime("%H:%M")),
-        "success",
-    )
-    return appointment
 
 
 def _speciality(doctor: User) -> str:

@@ -1,4 +1,5 @@
-"""The lab: the test catalogue, orders with their results, verification, amendments, the report."""
+"""Lab orders: the queue, ordering tests, sample and status moves, the report, the API and the
+patient's timeline."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from flask import (
     request,
     url_for,
 )
-from flask_appbuilder import BaseView, expose, has_access
+from flask_appbuilder import expose, has_access
 from flask_appbuilder.fieldwidgets import BS3TextAreaFieldWidget
 from flask_appbuilder.forms import DynamicForm
 from flask_appbuilder.models.filters import BaseFilter
@@ -26,24 +27,14 @@ from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 from sqlalchemy import select
 from wtforms import (
-    BooleanField,
     HiddenField,
-    IntegerField,
     RadioField,
     SelectField,
     SelectMultipleField,
     StringField,
     TextAreaField,
 )
-from wtforms.validators import (
-    DataRequired,
-    InputRequired,
-    Length,
-    NumberRange,
-    Optional,
-    Regexp,
-    ValidationError,
-)
+from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.extensions import db
@@ -56,11 +47,9 @@ from app.security.policy import (
     AMEND,
     CANCEL,
     CREATE,
-    EDIT,
     ENTER,
     LAB_ORDERS,
     LAB_RESULTS,
-    LAB_TESTS,
     PROGRESS,
     READ,
     VERIFY,
@@ -74,24 +63,13 @@ from app.services.lab import (
     FLAG_LABELS,
     ORDER_STATUS_LABELS,
     PRIORITY_LABELS,
-    SEX_LABELS,
-    LabResultValuesError,
-    LabValueError,
-    ResultEntry,
     active_tests,
-    add_reference_range,
-    amend_result,
     cancel_order,
     collect_sample,
     create_order,
-    enter_results,
-    is_numeric,
-    parse_number,
     range_text,
     result_value_text,
-    select_range,
     start_processing,
-    verify_results,
 )
 from app.views.base import (
     BranchScopedMixin,
@@ -155,166 +133,6 @@ def person(user: Any) -> str:
     if user is None:
         return "—"
     return f"{user.first_name} {user.last_name}".strip() or user.username
-
-
-def _yes_no(value: Any) -> str:
-    return str(_l("Yes")) if value else str(_l("No"))
-
-
-# -- the catalogue -------------------------------------------------------------------------------
-
-
-def _number_field(form, field) -> None:
-    if field.data in (None, ""):
-        field.data = None
-        return
-    try:
-        field.data = parse_number(str(field.data), str(field.label.text))
-    except LabValueError as exc:
-        raise ValidationError(str(exc)) from None
-
-
-class ReferenceRangeForm(DynamicForm):
-    sex = SelectField(_l("Applies to"), choices=list(SEX_LABELS.items()), default="any")
-    age_min_years = IntegerField(
-        _l("From age (years)"), default=0,
-        validators=[Optional(), NumberRange(min=0, max=150, message=_l("Enter an age from 0 to 150."))],
-    )
-    age_max_years = IntegerField(
-        _l("Up to age (years, not included)"),
-        validators=[Optional(), NumberRange(min=1, max=200, message=_l("Enter an age from 1 to 200."))],
-        description=_l("Leave empty for no upper age."),
-    )
-    low = StringField(_l("Low limit"), validators=[_number_field])
-    high = StringField(_l("High limit"), validators=[_number_field])
-
-
-class LabTestModelView(ClinicModelView):
-    """The organisation's test catalogue; reference ranges are kept on each test's page."""
-
-    route_base = "/lab-tests"
-    datamodel = ClinicSQLAInterface(LabTest)
-    class_permission_name = LAB_TESTS
-    method_permission_name = {
-        **VIEW_METHOD_PERMISSIONS, "add_range": "edit", "remove_range": "edit",
-    }
-    base_permissions = [READ, CREATE, EDIT]
-    exclude_route_methods = {"delete", "download"}
-    show_template = "clinic/lab/test_show.html"
-    list_title = _l("Lab tests")
-    show_title = _l("Lab test")
-    add_title = _l("Add a lab test")
-    edit_title = _l("Edit lab test")
-    add_row_message = _l("Lab test added. Add its reference ranges below.")
-    _columns = ["code", "name", "sample_type", "unit", "turnaround_hours", "is_active"]
-    list_columns = _columns
-    show_columns = _columns
-    add_columns = _columns
-    edit_columns = _columns
-    search_columns = ["code", "name", "sample_type", "is_active"]
-    order_columns = ["code", "name", "sample_type", "turnaround_hours"]
-    base_order = ("name", "asc")
-    label_columns = {
-        "code": _l("Code"),
-        "name": _l("Name"),
-        "sample_type": _l("Sample type"),
-        "unit": _l("Unit"),
-        "turnaround_hours": _l("Turnaround (hours)"),
-        "is_active": _l("Can be ordered"),
-    }
-    description_columns = {
-        "code": _l("Short code printed on reports, e.g. HB or FBS."),
-        "unit": _l("Leave empty for tests reported as text (e.g. blood group)."),
-        "is_active": _l("Untick to retire the test: past orders keep it."),
-    }
-    validators_columns = {
-        "code": [
-            DataRequired(),
-            Regexp(r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-                   message=_l("Use letters, digits, dots, dashes or underscores only.")),
-        ],
-        "name": [DataRequired()],
-        "turnaround_hours": [
-            InputRequired(message=_l("Enter the turnaround in hours.")),
-            NumberRange(min=1, max=2160, message=_l("Enter a turnaround from 1 to 2160 hours.")),
-        ],
-    }
-    formatters_columns = {
-        "is_active": _yes_no,
-        "sample_type": lambda value: value or "—",
-        "unit": lambda value: value or "—",
-    }
-
-    def _tidy(self, item: LabTest) -> None:
-        item.code = (item.code or "").strip().upper()
-        item.name = (item.name or "").strip()
-        item.sample_type = (item.sample_type or "").strip() or None
-        item.unit = (item.unit or "").strip() or None
-
-    def pre_add(self, item: LabTest) -> None:
-        self._tidy(item)
-
-    def pre_update(self, item: LabTest) -> None:
-        self._tidy(item)
-
-    def _test_page(self, test: LabTest, form: ReferenceRangeForm | None = None, error: str = ""):
-        widgets = self._get_show_widget(test.id, test)
-        return self.render_template(
-            self.show_template,
-            pk=test.id,
-            title=self.show_title,
-            widgets=widgets,
-            test=test,
-            range_form=form or ReferenceRangeForm(),
-            range_error=error,
-            range_text=range_text,
-            sex_labels=SEX_LABELS,
-            can_edit=self.appbuilder.sm.has_access(EDIT, LAB_TESTS),
-        )
-
-    def _get_test(self, pk: Any) -> LabTest:
-        test = self.datamodel.get(pk, self._base_filters)
-        if test is None:
-            abort(404)
-        return test
-
-    @expose("/show/<pk>")
-    @has_access
-    def show(self, pk):
-        return self._test_page(self._get_test(self._deserialize_pk_if_composite(pk)))
-
-    @expose("/<int:pk>/ranges", methods=["POST"])
-    @has_access
-    def add_range(self, pk: int):
-        """Add a reference range; a refused one shows the page again with what was typed."""
-        test = self._get_test(pk)
-        form = ReferenceRangeForm(request.form)
-        if not form.validate():
-            return self._test_page(test, form)
-        try:
-            add_reference_range(
-                test, sex=form.sex.data, age_min_years=form.age_min_years.data,
-                age_max_years=form.age_max_years.data, low=form.low.data, high=form.high.data,
-            )
-        except ClinicError as exc:
-            db.session.rollback()
-            return self._test_page(self._get_test(pk), form, str(exc))
-        db.session.commit()
-        flash(str(_l("Reference range added.")), "success")
-        return redirect(url_for(".show", pk=pk) + "#ranges")
-
-    @expose("/<int:pk>/ranges/remove", methods=["POST"])
-    @has_access
-    def remove_range(self, pk: int):
-        test = self._get_test(pk)
-        range_id = request.form.get("range_id", type=int)
-        reference = next((r for r in test.ranges if r.id == range_id), None)
-        if reference is None:
-            abort(404)
-        test.ranges.remove(reference)
-        db.session.commit()
-        flash(str(_l("Reference range removed.")), "success")
-        return redirect(url_for(".show", pk=pk) + "#ranges")
 
 
 # -- orders --------------------------------------------------------------------------------------
@@ -598,157 +416,6 @@ def order_page_context(order: LabOrder) -> dict[str, Any]:
     }
 
 
-# -- results -------------------------------------------------------------------------------------
-
-
-class AmendForm(DynamicForm):
-    value = StringField(_l("Corrected result"), validators=[DataRequired(message=_l("Enter the corrected result."))])
-    comment = StringField(_l("Comment"), validators=[Optional(), Length(max=300)])
-    abnormal = BooleanField(_l("Mark as abnormal"))
-    reason = StringField(
-        _l("Reason for the amendment"),
-        validators=[DataRequired(message=_l("Say why the result is amended.")), Length(max=300)],
-    )
-
-
-class LabResultsView(BaseView):
-    """Entering, verifying and amending an order's results (the lab technician's work)."""
-
-    route_base = "/lab-results"
-    #: The records its pages are about (for tools that walk every view, and the access log).
-    datamodel = ClinicSQLAInterface(LabOrder)
-    class_permission_name = LAB_RESULTS
-    method_permission_name = {"enter": "enter", "verify": "verify", "amend": "amend"}
-    base_permissions = [READ, ENTER, VERIFY, AMEND]
-    access_log = "patient"
-    default_view = "enter"
-
-    def _deserialize_pk_if_composite(self, pk: Any) -> Any:
-        return pk
-
-    def _order(self, pk: int) -> LabOrder:
-        order = db.session.scalar(
-            select(LabOrder).where(LabOrder.id == pk, LabOrder.branch_id.in_(allowed_branch_ids()))
-        )
-        if order is None:
-            abort(404)
-        return order
-
-    @expose("/enter/<int:pk>", methods=["GET", "POST"])
-    @has_access
-    @logs_access("view")
-    def enter(self, pk: int):
-        """One row per test of the order; all are saved together, or none with each problem shown."""
-        order = self._order(pk)
-        if order.status not in ENTERABLE:
-            flash(str(_l("Results cannot be entered for an order that is “%(status)s”.",
-                         status=ORDER_STATUS_LABELS[order.status])), "warning")
-            return redirect(url_for("LabOrderModelView.show", pk=pk))
-        errors: dict[int, str] = {}
-        typed: dict[int, ResultEntry] = {}
-        if request.method == "POST":
-            for result in order.results:
-                typed[result.id] = ResultEntry(
-                    value=request.form.get(f"value-{result.id}", ""),
-                    comment=request.form.get(f"comment-{result.id}", ""),
-                    abnormal=bool(request.form.get(f"abnormal-{result.id}")),
-                )
-            try:
-                enter_results(order, typed)
-            except LabResultValuesError as exc:
-                db.session.rollback()
-                errors = exc.errors
-                order = self._order(pk)
-            except ClinicError as exc:
-                db.session.rollback()
-                flash(str(exc), "danger")
-                return redirect(url_for("LabOrderModelView.show", pk=pk))
-            else:
-                db.session.commit()
-                flash(str(_l("Results saved. Another person verifies them.")), "success")
-                return redirect(url_for("LabOrderModelView.show", pk=pk))
-        else:
-            for result in order.results:
-                typed[result.id] = ResultEntry(
-                    value=result_value_text(result), comment=result.comment or "",
-                    abnormal=result.flag == "abnormal",
-                )
-        rows = [
-            {
-                "result": result,
-                "entry": typed[result.id],
-                "error": errors.get(result.id),
-                "numeric": is_numeric(result.test),
-                "range": _expected_range(result, order),
-            }
-            for result in order.results
-        ]
-        return self.render_template(
-            "clinic/lab/enter.html", title=_l("Enter results"), order=order, rows=rows,
-            errors=errors, patient=order.patient,
-        )
-
-    @expose("/verify/<int:pk>", methods=["POST"])
-    @has_access
-    def verify(self, pk: int):
-        order = self._order(pk)
-        try:
-            verify_results(order)
-        except ClinicError as exc:
-            db.session.rollback()
-            flash(str(exc), "danger")
-        else:
-            db.session.commit()
-            flash(str(_l("Results verified.")), "success")
-        return redirect(url_for("LabOrderModelView.show", pk=pk))
-
-    @expose("/amend/<int:pk>", methods=["GET", "POST"])
-    @has_access
-    @logs_access("view")
-    def amend(self, pk: int):
-        """Correct one verified result of order ``pk`` (``?result=<id>``), with a reason."""
-        order = self._order(pk)
-        result_id = request.values.get("result", type=int)
-        result = next((r for r in order.results if r.id == result_id), None)
-        if result is None:
-            abort(404)
-        form = AmendForm(request.form if request.method == "POST" else None)
-        if request.method == "GET":
-            form.value.data = result_value_text(result)
-            form.comment.data = result.comment or ""
-            form.abnormal.data = result.flag == "abnormal"
-        error = ""
-        if request.method == "POST" and form.validate():
-            try:
-                amend_result(
-                    result,
-                    ResultEntry(form.value.data, form.comment.data, form.abnormal.data),
-                    form.reason.data,
-                )
-            except ClinicError as exc:
-                db.session.rollback()
-                error = str(exc)
-                order = self._order(pk)
-                result = next(r for r in order.results if r.id == result_id)
-            else:
-                db.session.commit()
-                flash(str(_l("The result is amended.")), "success")
-                return redirect(url_for("LabOrderModelView.show", pk=pk))
-        return self.render_template(
-            "clinic/lab/amend.html", title=_l("Amend a result"), order=order, result=result,
-            form=form, error=error, value_text=result_value_text, range_text=range_text,
-            patient=order.patient,
-        )
-
-
-def _expected_range(result: LabResult, order: LabOrder) -> str:
-    """The range the result will be judged against (already copied once entered)."""
-    if result.reference_low is not None or result.reference_high is not None:
-        return range_text(result.reference_low, result.reference_high)
-    reference = select_range(result.test, order.patient)
-    return range_text(reference.low, reference.high) if reference is not None else ""
-
-
 # -- the API -------------------------------------------------------------------------------------
 
 
@@ -870,4 +537,3 @@ def lab_items(patient: Patient, branch_ids: list[int]):
         (order.created_at, LabTimelineItem(order, status_badge(order.status), _test_codes(order.results)))
         for order in orders
     ]
-

@@ -4,7 +4,7 @@ as new versions afterwards, and printed on the branch's letterhead."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Callable
 
 from flask import abort, flash, g, redirect, request, url_for
 from flask_appbuilder import expose, has_access
@@ -144,6 +144,26 @@ def show_item_errors(form: PrescriptionForm, exc: PrescriptionItemsError) -> dic
     return row_errors
 
 
+def save_prescription(form: PrescriptionForm, write: Callable[..., Prescription], *args,
+                      **kwargs) -> tuple[Prescription | None, dict[int, str]]:
+    """Call ``write`` (a prescriptions service) with what the editor holds and commit.
+
+    Returns the saved prescription, or None and the per-row messages when the service refused.
+    """
+    try:
+        saved = write(*args, items=typed_items(form), advice=form.advice.data,
+                      follow_up_on=form.follow_up_on.data, **kwargs)
+    except PrescriptionItemsError as exc:
+        db.session.rollback()
+        return None, show_item_errors(form, exc)
+    except ClinicError as exc:
+        db.session.rollback()
+        flash(str(exc), "danger")
+        return None, {}
+    db.session.commit()
+    return saved, {}
+
+
 def _short(text: str | None, limit: int) -> str:
     if not text:
         return "—"
@@ -263,20 +283,11 @@ class PrescriptionModelView(BranchScopedMixin, ClinicModelView):
                 if branch is None and "branch" in form:
                     form.branch.errors = [str(_l("Choose one of your branches."))]
             if chosen is not None and (branch is not None or consultation is not None):
-                try:
-                    prescription = create_prescription(
-                        patient=chosen, branch=branch, consultation=consultation,
-                        items=typed_items(form), advice=form.advice.data,
-                        follow_up_on=form.follow_up_on.data,
-                    )
-                except PrescriptionItemsError as exc:
-                    db.session.rollback()
-                    row_errors = show_item_errors(form, exc)
-                except ClinicError as exc:
-                    db.session.rollback()
-                    flash(str(exc), "danger")
-                else:
-                    db.session.commit()
+                prescription, row_errors = save_prescription(
+                    form, create_prescription, patient=chosen, branch=branch,
+                    consultation=consultation,
+                )
+                if prescription is not None:
                     flash(str(_l("The prescription is saved.")), "success")
                     return redirect(url_for(".show", pk=prescription.id))
         return self._editor(
@@ -298,38 +309,29 @@ class PrescriptionModelView(BranchScopedMixin, ClinicModelView):
     def edit(self, pk):
         """Change it in place: its doctor, while active and under 24 hours old."""
         prescription = self._prescription(self._deserialize_pk_if_composite(pk))
-        refusal = edit_refusal(prescription)
-        if refusal:
-            flash(refusal, "warning")
-            return redirect(url_for(".show", pk=prescription.id))
-        form = PrescriptionForm(request.form if request.method == "POST" else None,
-                                data=form_data(prescription))
-        row_errors: dict[int, str] = {}
-        if request.method == "POST" and not rows_changed(form) and form.validate():
-            try:
-                update_prescription(prescription, items=typed_items(form),
-                                    advice=form.advice.data, follow_up_on=form.follow_up_on.data)
-            except PrescriptionItemsError as exc:
-                db.session.rollback()
-                row_errors = show_item_errors(form, exc)
-            except ClinicError as exc:
-                db.session.rollback()
-                flash(str(exc), "danger")
-            else:
-                db.session.commit()
-                flash(str(_l("Your changes are saved.")), "success")
-                return redirect(url_for(".show", pk=prescription.id))
-        if request.method == "GET":
-            record_reads(self, "view", [prescription.id])
-        return self._editor(form, prescription, row_errors, title=_l("Edit prescription"),
-                            patient=prescription.patient, consultation=prescription.consultation)
+        return self._rewrite(
+            prescription, edit_refusal(prescription), update_prescription,
+            lambda saved: _l("Your changes are saved."),
+            title=_l("Edit prescription"),
+        )
 
     @expose("/<int:pk>/correct", methods=["GET", "POST"])
     @has_access
     def correct(self, pk: int):
         """Write a corrected version; the old one is kept, marked superseded."""
         prescription = self._prescription(pk)
-        refusal = correct_refusal(prescription)
+        return self._rewrite(
+            prescription, correct_refusal(prescription), correct_prescription,
+            lambda newer: _l("Version %(new)s is saved; version %(old)s is kept, marked superseded.",
+                             new=newer.version, old=prescription.version),
+            correcting=True, title=_l("Correct prescription"),
+        )
+
+    def _rewrite(self, prescription: Prescription, refusal: str | None,
+                 write: Callable[..., Prescription], saved_message: Callable[[Prescription], Any],
+                 **page: Any):
+        """The editor over an existing prescription, saving through ``write`` (in place, or as a
+        corrected version); ``refusal`` sends the user back to its page instead."""
         if refusal:
             flash(refusal, "warning")
             return redirect(url_for(".show", pk=prescription.id))
@@ -337,27 +339,14 @@ class PrescriptionModelView(BranchScopedMixin, ClinicModelView):
                                 data=form_data(prescription))
         row_errors: dict[int, str] = {}
         if request.method == "POST" and not rows_changed(form) and form.validate():
-            try:
-                newer = correct_prescription(
-                    prescription, items=typed_items(form), advice=form.advice.data,
-                    follow_up_on=form.follow_up_on.data,
-                )
-            except PrescriptionItemsError as exc:
-                db.session.rollback()
-                row_errors = show_item_errors(form, exc)
-            except ClinicError as exc:
-                db.session.rollback()
-                flash(str(exc), "danger")
-            else:
-                db.session.commit()
-                flash(str(_l("Version %(new)s is saved; version %(old)s is kept, marked superseded.",
-                             new=newer.version, old=prescription.version)), "success")
-                return redirect(url_for(".show", pk=newer.id))
+            saved, row_errors = save_prescription(form, write, prescription)
+            if saved is not None:
+                flash(str(saved_message(saved)), "success")
+                return redirect(url_for(".show", pk=saved.id))
         if request.method == "GET":
             record_reads(self, "view", [prescription.id])
-        return self._editor(form, prescription, row_errors, correcting=True,
-                            title=_l("Correct prescription"), patient=prescription.patient,
-                            consultation=prescription.consultation)
+        return self._editor(form, prescription, row_errors, patient=prescription.patient,
+                            consultation=prescription.consultation, **page)
 
     @expose("/<int:pk>/print")
     @has_access
