@@ -79,6 +79,9 @@ class Config:
     # Jobs run in-process when no Redis is configured (development without Redis).
     JOBS_INLINE: bool = False
     RQ_QUEUES = ("default", "reports", "maintenance")
+    # An open lead with contact consent and no communication for this many hours gets an
+    # automatic follow-up (app/jobs/follow_ups.py).
+    FOLLOW_UP_QUIET_HOURS = _env_int("CLINICDESK_FOLLOW_UP_QUIET_HOURS", 24)
     REDIS_HEALTH_TIMEOUT = 0.5
 
     # Flask-AppBuilder: migrations own the schema and `clinic init` owns permissions.
@@ -140,6 +143,12 @@ class Config:
     RATELIMIT_HEADERS_ENABLED = True
     RATELIMIT_SWALLOW_ERRORS = True
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    # The public appointment request form: per-address limits on its POSTs, and the least
+    # time (seconds) a person takes to fill it in; a faster submission is refused as a bot's.
+    PUBLIC_FORM_RATE_LIMIT = os.environ.get(
+        "CLINICDESK_PUBLIC_FORM_RATE_LIMIT", "5 per hour;20 per day"
+    )
+    PUBLIC_FORM_MIN_SECONDS = _env_int("CLINICDESK_PUBLIC_FORM_MIN_SECONDS", 3)
     # Number of reverse proxies in front of the app whose X-Forwarded-For may be trusted.
     PROXY_FIX_HOPS = _env_int("CLINICDESK_PROXY_HOPS", 0)
 

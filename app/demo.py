@@ -15,6 +15,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from app.demo_clinical import seed_clinical
+from app.demo_leads import seed_leads
 from app.extensions import db
 from app.models.org import Branch
 from app.models.patients import Patient, PatientClinical
@@ -345,7 +346,8 @@ def seed_demo(password: str | None = None) -> tuple[list[str], str]:
 
     Branches, users, about 200 patients, the service and lab catalogues, doctors' rosters and
     (on the first run) a month of appointments around today with their consultations,
-    prescriptions and lab orders (``app.demo_clinical``).
+    prescriptions and lab orders (``app.demo_clinical``), and about 150 leads of the pipeline
+    with their calls, messages and follow-ups (``app.demo_leads``).
 
     :raises DemoRefusedError: under the production configuration.
     """
@@ -360,6 +362,8 @@ def seed_demo(password: str | None = None) -> tuple[list[str], str]:
     usernames = seed_users(password, branches)
     seed_patients(branches)
     sm = current_app.appbuilder.sm
-    seed_clinical({name: sm.find_user(username=name) for name in usernames}, branches)
+    users = {name: sm.find_user(username=name) for name in usernames}
+    seed_clinical(users, branches)
+    seed_leads(users, branches)
     db.session.commit()
     return usernames, password

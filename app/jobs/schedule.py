@@ -12,6 +12,7 @@ from __future__ import annotations
 from rq import cron
 
 from app.jobs.audit import seal_audit_chain
+from app.jobs.follow_ups import create_automatic_follow_ups
 from app.jobs.system import smoke
 
 #: (function, queue, cron expression or interval in seconds, keyword arguments). Later domains
@@ -20,6 +21,8 @@ PERIODIC_JOBS = [
     (smoke, "maintenance", "*/30 * * * *", {"token": "heartbeat"}),
     # New audit entries are linked into the hash chain within seconds.
     (seal_audit_chain, "maintenance", 10, {}),
+    # Leads gone quiet get an automatic follow-up; each run works out who is due.
+    (create_automatic_follow_ups, "default", "*/15 * * * *", {}),
 ]
 
 for func, queue_name, schedule, kwargs in PERIODIC_JOBS:

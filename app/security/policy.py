@@ -133,6 +133,13 @@ ROLE_GRANTS: dict[str, dict[str, frozenset[str]]] = {
         # The diary for dashboards; no clinical content.
         APPOINTMENTS: frozenset({READ}),
         LAB_TESTS: frozenset({READ, CREATE, EDIT}),
+        # The pipeline's funnel and losses, in numbers only.
+        LEAD_REPORTS: frozenset({READ}),
+        # The pipeline's leads, to follow its work (no changes).
+        LEADS: frozenset({READ}),
+        # The pipeline's communication log and follow-ups, to follow its work (no changes).
+        COMMUNICATIONS: frozenset({READ}),
+        FOLLOW_UPS: frozenset({READ}),
     },
     DOCTOR: {
         PATIENTS: frozenset({READ, CREATE, EDIT}),
@@ -154,6 +161,11 @@ ROLE_GRANTS: dict[str, dict[str, frozenset[str]]] = {
         # Reception keeps the doctors' diaries.
         SCHEDULES: frozenset({READ, CREATE, EDIT, DELETE}),
         APPOINTMENTS: frozenset({READ, CREATE, EDIT}),
+        # Reception works the lead pipeline: enquiries, their stages, and booking them.
+        LEADS: frozenset({READ, CREATE, EDIT, CONVERT}),
+        # Reception logs calls and messages with leads and patients and keeps their follow-ups.
+        COMMUNICATIONS: frozenset({READ, CREATE, EDIT}),
+        FOLLOW_UPS: frozenset({READ, CREATE, EDIT}),
     },
     PHARMACIST: {
         PATIENTS: frozenset({READ}),
@@ -202,6 +214,9 @@ PUBLIC_ENDPOINTS = frozenset(
         "ClinicAuthView.logout",
         "LocaleView.index",
         "UtilView.back",
+        # The public appointment request form and its thank-you page (app/views/public.py).
+        "PublicRequestView.request_form",
+        "PublicRequestView.thanks",
     }
 )
 #: Endpoints that authenticate by a refresh token in the request, not by session or permission.
@@ -219,6 +234,10 @@ SIGNED_IN_ENDPOINTS = frozenset(
         "HomeView.index",
         "BrandingView.logo",
         "TotpView.enroll",
+        # Each user's own notifications (the views check the recipient).
+        "NotificationView.index",
+        "NotificationView.mark_read",
+        "NotificationView.mark_all_read",
     }
 )
 

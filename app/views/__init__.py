@@ -16,14 +16,25 @@ from app.views.appointments import (
 from app.views.audit import AccessLogModelView, AuditLogModelView
 from app.views.calendar import AppointmentCalendarView
 from app.views.catalogue import ServiceApi, ServiceModelView
+from app.views.communications import (
+    CommunicationApi,
+    CommunicationModelView,
+    communication_label,
+)
 from app.views.consultations import ConsultationApi, ConsultationModelView
+from app.views.follow_ups import FollowUpApi, FollowUpModelView
 from app.views.health import bp as health_bp
 from app.views.jobs import JobsView
 from app.views.lab import LabOrderApi, LabOrderModelView
 from app.views.lab_catalogue import LabTestModelView
 from app.views.lab_results import LabResultsView
+from app.views.lead_board import LeadBoardView
+from app.views.lead_reports import LeadReportView
+from app.views.leads import LeadApi, LeadModelView, source_label, stage_label
 from app.views.patients import PatientApi, PatientClinicalView, PatientModelView
+from app.views.notifications import NotificationView, notification_context
 from app.views.prescriptions import PrescriptionApi, PrescriptionModelView
+from app.views.public import PublicRequestView, limit_public_form
 from app.views.settings import (
     BranchApi,
     BrandingView,
@@ -46,9 +57,25 @@ def register_views(app: Flask, appbuilder: AppBuilder) -> None:
     app.add_template_filter(formatting.phone, "phone")
     app.add_template_filter(formatting.branch_time, "branch_time")
     app.add_template_filter(status_label, "appointment_status")
+    app.add_template_filter(stage_label, "lead_stage")
+    app.add_template_filter(source_label, "lead_source")
+    app.add_template_filter(communication_label, "communication_label")
 
     appbuilder.add_view(
         PatientModelView, "Patients", label=_l("Patients"), icon="fa-hospital-user",
+    )
+    appbuilder.add_view(
+        LeadModelView, "Leads", label=_l("Leads"), icon="fa-bullseye",
+    )
+    appbuilder.add_view(
+        CommunicationModelView, "Communications", label=_l("Communications"),
+        icon="fa-comments",
+    )
+    appbuilder.add_view(
+        FollowUpModelView, "Follow-ups", label=_l("Follow-ups"), icon="fa-list-check",
+    )
+    appbuilder.add_view(
+        LeadBoardView, "Pipeline board", label=_l("Pipeline"), icon="fa-table-columns",
     )
     appbuilder.add_view(
         AppointmentModelView, "Appointments", label=_l("Appointments"),
@@ -71,6 +98,10 @@ def register_views(app: Flask, appbuilder: AppBuilder) -> None:
     )
     appbuilder.add_view(
         LabOrderModelView, "Lab orders", label=_l("Lab orders"), icon="fa-flask",
+    )
+    appbuilder.add_view(
+        LeadReportView, "Lead funnel", label=_l("Lead funnel"), icon="fa-chart-column",
+        category="Reports", category_label=_l("Reports"),
     )
     appbuilder.add_view(
         StaffModelView, "Staff directory", label=_l("Staff"), icon="fa-users", category="Team",
@@ -123,8 +154,14 @@ def register_views(app: Flask, appbuilder: AppBuilder) -> None:
     appbuilder.add_view_no_menu(TotpView)
     appbuilder.add_view_no_menu(PatientClinicalView)
     appbuilder.add_view_no_menu(LabResultsView)
+    appbuilder.add_view_no_menu(NotificationView)
+    app.context_processor(notification_context)
+    limit_public_form(appbuilder, appbuilder.add_view_no_menu(PublicRequestView))
     appbuilder.add_api(BranchApi)
     appbuilder.add_api(PatientApi)
+    appbuilder.add_api(LeadApi)
+    appbuilder.add_api(CommunicationApi)
+    appbuilder.add_api(FollowUpApi)
     appbuilder.add_api(ServiceApi)
     appbuilder.add_api(AppointmentApi)
     appbuilder.add_api(ConsultationApi)

@@ -98,6 +98,8 @@ def form_expired(error: CSRFError):
 def http_error(error: HTTPException):
     if error.code is None or error.code < 400:
         return error  # redirects raised by routing pass through
+    if error.response is not None:
+        return error.response  # a page of its own (e.g. the public form's rate limit)
     response = error_response(error.code, *MESSAGES.get(error.code, GENERIC))
     for name, value in error.get_headers():
         if name.lower() != "content-type":  # e.g. Allow on 405, Retry-After on 429

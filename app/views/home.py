@@ -6,9 +6,11 @@ from flask import g
 from flask_appbuilder import IndexView, expose
 
 from app.security.actions import signed_in
-from app.security.policy import APPOINTMENTS, LAB_ORDERS, READ
+from app.models.base import utcnow
+from app.security.policy import APPOINTMENTS, EDIT, FOLLOW_UPS, LAB_ORDERS, READ
 from app.security.scoping import allowed_branch_ids, role_names
 from app.services.appointments import APPOINTMENT_STATUS_LABELS, is_doctor
+from app.services.communications import my_follow_ups
 from app.services.lab import ORDER_STATUS_LABELS
 from app.services.org import get_organisation
 from app.services.today import OPEN_LAB_STATUSES, diary_today, lab_queue
@@ -44,4 +46,11 @@ class HomeView(IndexView):
             lab=lab_queue(branch_ids) if sm.has_access(READ, LAB_ORDERS) else None,
             lab_statuses=OPEN_LAB_STATUSES,
             lab_labels=ORDER_STATUS_LABELS,
+            # (overdue, due later today) assigned to the user, each with a "done" button.
+            follow_ups=(
+                my_follow_ups(user, utcnow(), branch_ids)
+                if sm.has_access(READ, FOLLOW_UPS)
+                else None
+            ),
+            can_finish_follow_ups=sm.has_access(EDIT, FOLLOW_UPS),
         )

@@ -19,6 +19,7 @@ from flask_appbuilder.security.sqla.models import Group, Role, User
 from app.models.audit import AuditEntry
 from app.models.consultations import Consultation, Prescription
 from app.models.lab import LabOrder, LabTest
+from app.models.leads import Communication, FollowUp, Lead
 from app.models.org import Branch, Organisation
 from app.models.patients import Patient
 from app.models.scheduling import (
@@ -93,4 +94,14 @@ RECORD_SCREENS: tuple[RecordScreen, ...] = (
         Prescription, "PrescriptionModelView.list", "PrescriptionModelView.show",
         print_endpoint="PrescriptionModelView.print_view", fixed={"status": "active"},
     ),
+    RecordScreen(
+        Lead, "LeadModelView.list", "LeadModelView.show",
+        fixed={"stage": "new", "source": "phone", "lost_reason": None, "heard_about": None,
+               "phone": "+918041234567", "phone_digits": "918041234567"},
+    ),
+    RecordScreen(
+        Communication, "CommunicationModelView.list", "CommunicationModelView.show",
+        fixed={"channel": "call", "direction": "out", "outcome": "reached"},
+    ),
+    RecordScreen(FollowUp, "FollowUpModelView.list", "FollowUpModelView.show"),
 )
