@@ -13,7 +13,7 @@ from flask import url_for
 
 from app.extensions import db
 from app.models.consultations import Consultation, Prescription
-from app.models.lab import LabOrder, LabResult, LabTest
+from app.models.lab import LabOrder, LabTest
 from app.models.org import Branch
 from app.models.patients import Patient
 from app.models.scheduling import (

@@ -14,7 +14,7 @@ from app.models.audit import AuditEntry
 from app.models.consultations import Prescription, PrescriptionItem
 from app.models.org import Branch
 from app.models.patients import Patient
-from app.models.scheduling import Appointment, StaffProfile
+from app.models.scheduling import StaffProfile
 from app.security.policy import DOCTOR
 from app.services.appointments import register_walk_in
 from app.services.consultations import start_consultation

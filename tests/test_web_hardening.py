@@ -451,3 +451,15 @@ def test_no_api_info_lists_the_patient_register_or_patients_records(app):
         leaked = [mrn for mrn in mrns if mrn in body]
         assert not leaked, f"/api/v1/{api.resource_name}/_info lists patients: {leaked[:3]}"
     assert checked >= 6
+
+
+@pytest.mark.parametrize(
+    "target, kept",
+    [("/appointments/day?date=2026-11-23", True), ("/leads/board", True),
+     ("//evil.example/x", False), ("/\\evil.example", False), ("https://evil.example/", False),
+     ("javascript:alert(1)", False), ("leads/board", False), ("", False), (None, False)],
+)
+def test_a_forms_next_is_kept_only_when_it_is_a_path_on_this_site(target, kept):
+    from app.views.forms import local_path
+
+    assert local_path(target) == (target if kept else None)

@@ -4,7 +4,6 @@ the appointments service, one-click status changes, and the REST API."""
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
-from urllib.parse import urlsplit
 
 from flask import abort, current_app, flash, g, has_request_context, redirect, request, url_for
 from flask_appbuilder import expose, has_access
@@ -48,9 +47,9 @@ from app.services.appointments import (
 )
 from app.services.errors import ClinicError
 from app.views.base import BranchScopedMixin, ClinicModelApi, ClinicModelView, ClinicSQLAInterface
+from app.views.forms import LOCAL_INPUT_FORMAT, local_path
 from app.views.timeline import timeline_source
 
-LOCAL_INPUT_FORMAT = "%Y-%m-%dT%H:%M"
 #: Pseudo-column: the start in the branch's local time.
 LOCAL_START = "local_start"
 
@@ -166,18 +165,6 @@ def _doctors_of_my_branches() -> list[User]:
                User.branches.any(Branch.id.in_(allowed_branch_ids())))
         .order_by(User.first_name, User.last_name)
     ))
-
-
-def _local_path(target: str | None) -> str | None:
-    """``target`` when it is a path on this site (never another host), else None."""
-    if not target:
-        return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return None
-    if "\\" in target:
-        return None
-    return target
 
 
 class AppointmentModelView(BranchScopedMixin, ClinicModelView):
@@ -401,7 +388,7 @@ class AppointmentModelView(BranchScopedMixin, ClinicModelView):
         else:
             flash(str(_l("%(patient)s: %(status)s.", patient=appointment.patient.full_name,
                          status=status_label(to_status))), "success")
-        target = _local_path(request.form.get("next"))
+        target = local_path(request.form.get("next"))
         return redirect(target or url_for(".show", pk=pk))
 
 

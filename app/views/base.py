@@ -17,7 +17,9 @@ import logging
 from functools import wraps
 from typing import Any, Callable, Iterable
 
+from flask import current_app
 from flask_appbuilder import ModelRestApi, ModelView
+from flask_appbuilder.const import PERMISSION_PREFIX
 from flask_appbuilder.exceptions import DatabaseException
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.sqla.models import User
@@ -157,6 +159,28 @@ def logs_access(action: str) -> Callable:
         return wrapper
 
     return decorator
+
+
+def may_open(endpoint: str) -> bool:
+    """Whether the endpoint exists and the signed-in user holds the permission it requires.
+
+    For links to another screen (a "Start visit" button on the day list): shown only to those
+    who may follow them, and only once that screen is registered.
+    """
+    if endpoint not in current_app.view_functions:
+        return False
+    view_name, _sep, method = endpoint.partition(".")
+    appbuilder = current_app.appbuilder
+    for view in appbuilder.baseviews:
+        if view.endpoint != view_name:
+            continue
+        base = getattr(getattr(view, method, None), "_permission_name", None)
+        mapped = (view.method_permission_name or {}).get(method)
+        if base is None and mapped is None:
+            return True  # not a permission-guarded route
+        name = PERMISSION_PREFIX + (mapped or base.removeprefix(PERMISSION_PREFIX))
+        return appbuilder.sm.has_access(name, view.class_permission_name)
+    return False
 
 
 class ClinicModelView(SafeModelViewMixin, ModelView):

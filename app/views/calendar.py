@@ -13,9 +13,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import abort, current_app, flash, g, redirect, request, url_for
+from flask import abort, flash, g, redirect, request, url_for
 from flask_appbuilder import BaseView, expose, has_access
-from flask_appbuilder.const import PERMISSION_PREFIX
 from flask_appbuilder.security.sqla.models import User
 from flask_babel import format_date
 from flask_babel import gettext as _
@@ -39,7 +38,9 @@ from app.services.appointments import (
 )
 from app.services.audit import record_access
 from app.services.patients import search_patients
+from app.views.base import may_open
 from app.views.calendar_grid import SLOT_MIN, ColumnSpec, as_utc, build_grid, local
+from app.views.forms import LOCAL_INPUT_FORMAT
 from app.views.walk_in_form import (
     WALK_IN_MATCHES,
     WalkInForm,
@@ -71,24 +72,6 @@ NEXT_STEPS = {
     "arrived": [("completed", _l("Complete"))],
     "in_consultation": [("completed", _l("Complete"))],
 }
-
-
-def may_open(endpoint: str) -> bool:
-    """Whether the endpoint exists and the signed-in user holds the permission it requires."""
-    if endpoint not in current_app.view_functions:
-        return False
-    view_name, _sep, method = endpoint.partition(".")
-    appbuilder = current_app.appbuilder
-    for view in appbuilder.baseviews:
-        if view.endpoint != view_name:
-            continue
-        base = getattr(getattr(view, method, None), "_permission_name", None)
-        mapped = (view.method_permission_name or {}).get(method)
-        if base is None and mapped is None:
-            return True  # not a permission-guarded route
-        name = PERMISSION_PREFIX + (mapped or base.removeprefix(PERMISSION_PREFIX))
-        return appbuilder.sm.has_access(name, view.class_permission_name)
-    return False
 
 
 def doctor_label(doctor: User) -> str:
@@ -258,7 +241,7 @@ class AppointmentCalendarView(BaseView):
                 return None
             return url_for(
                 ADD_ENDPOINT, doctor=spec.doctor.id, branch=branch.id,
-                starts_at=moment.strftime("%Y-%m-%dT%H:%M"),
+                starts_at=moment.strftime(LOCAL_INPUT_FORMAT),
             )
 
         grid = build_grid(specs, tz, grid_labels(), book_url)

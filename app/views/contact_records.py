@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import abort, current_app, request, url_for
 from flask_appbuilder.forms import DynamicForm
@@ -70,14 +69,6 @@ def about(record: Communication | FollowUp) -> str:
     if record.patient is not None:
         return f"{record.patient.full_name} · {record.patient.mrn}"
     return "—"
-
-
-def local_path(target: str | None) -> str | None:
-    """``target`` when it is a path on this site (never another host), else None."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return None
-    parts = urlsplit(target)
-    return None if parts.scheme or parts.netloc else target
 
 
 def arg_int(name: str) -> int | None:

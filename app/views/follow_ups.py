@@ -41,13 +41,13 @@ from app.views.contact_records import (
     arg_int,
     clock,
     colleagues,
-    local_path,
     my_branches,
     person,
     record_subject_reads,
     subject_page,
     when_field,
 )
+from app.views.forms import local_path
 
 
 class FollowUpForm(SubjectForm):

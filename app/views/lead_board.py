@@ -34,7 +34,7 @@ from app.services.leads import (
     STAGE_LABELS,
     allowed_stages,
 )
-from app.views.calendar import may_open
+from app.views.base import may_open
 
 #: Stages that end a lead: their columns show only the recent ones.
 CLOSED_STAGES = ("converted", "lost")

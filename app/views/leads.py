@@ -17,7 +17,7 @@ from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 from sqlalchemy import select
 from wtforms import BooleanField, DateTimeLocalField, SelectField
-from wtforms.validators import Email, Optional, ValidationError
+from wtforms.validators import Email, Optional
 from wtforms.widgets import DateTimeLocalInput
 
 from app.extensions import db
@@ -51,9 +51,8 @@ from app.services.leads import (
     move_stage,
     update_lead,
 )
-from app.services.org import InvalidSettingError, normalise_phone
-from app.views.appointments import LOCAL_INPUT_FORMAT, _local_path
 from app.views.base import BranchScopedMixin, ClinicModelApi, ClinicModelView, ClinicSQLAInterface
+from app.views.forms import LOCAL_INPUT_FORMAT, dialable_phone, local_path
 from app.views.timeline import timeline_source
 
 #: Pseudo-columns of the list.
@@ -167,19 +166,6 @@ def _colleagues() -> list[User]:
         .where(User.active.is_(True), User.branches.any(Branch.id.in_(allowed_branch_ids())))
         .order_by(User.first_name, User.last_name)
     ))
-
-
-def lead_phone(form, field) -> None:
-    """A phone number the chosen branch's country can dial."""
-    if not field.data:
-        return
-    branch = getattr(getattr(form, "branch", None), "data", None)
-    try:
-        normalise_phone(field.data, getattr(branch, "country", "") or "")
-    except InvalidSettingError:
-        raise ValidationError(
-            str(_l("Enter a phone number with its area code, e.g. 098765 43210."))
-        ) from None
 
 
 def _follow_up_field() -> DateTimeLocalField:
@@ -304,7 +290,7 @@ class LeadModelView(BranchScopedMixin, ClinicModelView):
     add_form_query_rel_fields = _service_filter
     edit_form_query_rel_fields = _service_filter
     validators_columns = {
-        "phone": [Optional(), lead_phone],
+        "phone": [Optional(), dialable_phone("branch")],
         "email": [Optional(), Email(message=_l("Enter a valid e-mail address."))],
     }
     formatters_columns = {
@@ -487,7 +473,7 @@ class LeadModelView(BranchScopedMixin, ClinicModelView):
         else:
             flash(str(_l("%(name)s: %(stage)s.", name=lead.full_name,
                          stage=stage_label(to_stage))), "success")
-        target = _local_path(request.form.get("next"))
+        target = local_path(request.form.get("next"))
         return redirect(target or url_for(".show", pk=pk))
 
     @expose("/<int:pk>/link", methods=["POST"])

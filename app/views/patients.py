@@ -13,7 +13,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import false, or_, select
 from wtforms import BooleanField, DateField, SelectField, StringField, TextAreaField
 from wtforms.widgets import DateInput
-from wtforms.validators import DataRequired, Email, Optional, ValidationError
+from wtforms.validators import DataRequired, Email, Optional
 
 from app.extensions import db
 from app.formatting import or_dash, phone
@@ -30,7 +30,6 @@ from app.security.policy import (
 )
 from app.security.scoping import FilterInBranches, allowed_branch_ids
 from app.services.audit import record_access, who_viewed
-from app.services.org import InvalidSettingError, normalise_phone
 from app.services.patients import (
     PatientMergeError,
     find_possible_duplicates,
@@ -45,6 +44,7 @@ from app.views.base import (
     ClinicModelView,
     ClinicSQLAInterface,
 )
+from app.views.forms import dialable_phone
 from app.views.timeline import patient_timeline, timeline_source
 
 SEX_CHOICES = [
@@ -94,19 +94,6 @@ def check_registering_branch(patient: Patient) -> None:
     branch_id = branch.id if branch is not None else patient.registered_branch_id
     if branch_id not in allowed_branch_ids():
         raise BranchNotAllowedError(str(_l("Choose one of your own branches for this record.")))
-
-
-def patient_phone(form, field) -> None:
-    """A phone number the registered branch's country can dial."""
-    if not field.data:
-        return
-    branch = getattr(getattr(form, "registered_branch", None), "data", None)
-    try:
-        normalise_phone(field.data, getattr(branch, "country", "") or "")
-    except InvalidSettingError:
-        raise ValidationError(
-            str(_l("Enter a phone number with its area code, e.g. 098765 43210."))
-        ) from None
 
 
 def _consent_fields() -> dict[str, Any]:
@@ -212,8 +199,8 @@ class PatientModelView(ClinicModelView):
         "confirm_new": _l("This is a new patient"),
     }
     validators_columns = {
-        "phone": [Optional(), patient_phone],
-        "emergency_contact_phone": [Optional(), patient_phone],
+        "phone": [Optional(), dialable_phone("registered_branch")],
+        "emergency_contact_phone": [Optional(), dialable_phone("registered_branch")],
         "email": [Optional(), Email(message=_l("Enter a valid e-mail address."))],
     }
 
