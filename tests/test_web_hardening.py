@@ -463,3 +463,22 @@ def test_a_forms_next_is_kept_only_when_it_is_a_path_on_this_site(target, kept):
     from app.views.forms import local_path
 
     assert local_path(target) == (target if kept else None)
+
+
+def test_the_api_refuses_text_longer_than_its_column(app):
+    """SQLite ignores String(n) and Text has no size: the API itself keeps text to a size."""
+    from app.views.base import API_TEXT_LIMIT
+
+    with app.app_context():
+        patient = db.session.scalar(sa.text("SELECT id FROM patient ORDER BY id LIMIT 1"))
+    client = app.test_client()
+    headers = bearer_headers(app, "reception")
+    long_note = {"patient": patient, "channel": "call", "direction": "out", "outcome": "reached",
+                 "summary": "x" * (API_TEXT_LIMIT + 1)}
+    response = client.post("/api/v1/communications/", json=long_note, headers=headers)
+    assert response.status_code == 422
+    assert "summary" in response.get_json()["message"], response.get_json()
+    too_long_name = {"first_name": "y" * 81, "last_name": "Shah", "sex": "female"}
+    response = client.post("/api/v1/patients/", json=too_long_name, headers=headers)
+    assert response.status_code == 422
+    assert "first_name" in response.get_json()["message"], response.get_json()

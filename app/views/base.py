@@ -24,6 +24,8 @@ from flask_appbuilder.exceptions import DatabaseException
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.sqla.models import User
 from flask_babel import lazy_gettext as _l
+from marshmallow.validate import Length
+from sqlalchemy import String, Text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -209,11 +211,29 @@ class ClinicModelView(SafeModelViewMixin, ModelView):
         return widgets
 
 
+#: The longest text a REST client may write into a ``Text`` column (screens limit their own).
+API_TEXT_LIMIT = 10_000
+
+
+def length_validators(model: type) -> dict[str, Length]:
+    """A length limit for every text column of ``model``: its declared size, else the API's limit.
+
+    SQLite ignores ``String(n)``, and a ``Text`` column has no size at all: without these a
+    client could store a megabyte in a note.
+    """
+    validators = {}
+    for column in sa_inspect(model).columns:
+        if isinstance(column.type, String):
+            limit = column.type.length if not isinstance(column.type, Text) else None
+            validators[column.key] = Length(max=limit or API_TEXT_LIMIT)
+    return validators
+
+
 class ClinicModelApi(ModelRestApi):
     """A REST resource under /api/v1/, sharing its screen's permission name.
 
     Bearer tokens only: a browser's session cookie is never accepted, so no other site can make
-    a signed-in browser write through the API.
+    a signed-in browser write through the API. Every text column is length-limited.
     """
 
     allow_browser_login = False
@@ -222,6 +242,13 @@ class ClinicModelApi(ModelRestApi):
     page_size = 25
     #: As on ``ClinicModelView``: each GET of a record or a page of records is one access entry.
     access_log: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.validators_columns = {
+            **length_validators(self.datamodel.obj),
+            **(self.validators_columns or {}),
+        }
+        super().__init__(*args, **kwargs)
 
     def pre_get(self, data: dict[str, Any]) -> None:
         super().pre_get(data)
