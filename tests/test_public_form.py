@@ -257,6 +257,8 @@ def test_a_too_fast_or_tampered_submission_is_refused_quietly(app, client, ids):
         **good_data(ids, first_name="Forger"),
     }, environ_base=VISITOR)
     assert "Please check it and send it again" in tampered.get_data(as_text=True)
+    stale = submit(app, client, good_data(ids, first_name="Sleeper"), age=13 * 3600)
+    assert "Please check it and send it again" in stale.get_data(as_text=True)
     assert lead_count(app) == before
 
 

@@ -140,6 +140,10 @@ def _started_serializer() -> URLSafeSerializer:
     return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=_STARTED_SALT)
 
 
+#: A form opened longer ago than this is stale: its "opened at" token is not reused by a bot forever.
+FORM_MAX_AGE_SECONDS = 12 * 3600
+
+
 def started_token(at: float | None = None) -> str:
     """A signed "form opened at" time for the hidden ``started`` field."""
     return _started_serializer().dumps(at if at is not None else time.time())
@@ -195,8 +199,8 @@ class PublicRequestView(BaseView):
             return redirect(url_for("PublicRequestView.thanks"))
         else:
             opened = started_at(form.started.data)
-            if opened is None:
-                form.started.data = started_token()  # tampered with: start the clock again
+            if opened is None or time.time() - opened > FORM_MAX_AGE_SECONDS:
+                form.started.data = started_token()  # tampered with or stale: start again
                 notice = TRY_AGAIN
             elif time.time() - opened < current_app.config["PUBLIC_FORM_MIN_SECONDS"]:
                 notice = TRY_AGAIN  # too fast for a person; the same clock still runs
