@@ -123,6 +123,14 @@ def test_same_name_and_birth_date_is_a_possible_duplicate(app, jose):
     )
     body = post_form(client, "/patients/add", data).get_data(as_text=True)
     assert "This patient may already be registered" in body and "Pérez García" in body
+    # Showing the possible duplicate is a read of that patient's record: it is access-logged.
+    with app.app_context():
+        entry = db.session.scalars(
+            sa.select(AuditEntry).where(AuditEntry.kind == "access")
+            .order_by(AuditEntry.id.desc()).limit(1)
+        ).one()
+        assert entry.actor == "reception" and entry.model == "Patient"
+        assert json.loads(entry.details)["subjects"] == [jose]
 
 
 @pytest.mark.parametrize(

@@ -143,6 +143,13 @@ def record_reads(view: Any, action: str, pks: Iterable[Any]) -> None:
     )
 
 
+def log_matched_patients(patients: Iterable[Any]) -> None:
+    """A list of possible duplicates shows patients' names and MRNs: one access entry for it."""
+    ids = [patient.id for patient in patients]
+    if ids:
+        record_access("patient", None, "view", records=ids, model="Patient", subject_ids=ids)
+
+
 def logs_access(action: str) -> Callable:
     """Record a view's own route (a print page, an export of one record) in the access log.
 

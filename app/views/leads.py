@@ -51,7 +51,13 @@ from app.services.leads import (
     move_stage,
     update_lead,
 )
-from app.views.base import BranchScopedMixin, ClinicModelApi, ClinicModelView, ClinicSQLAInterface
+from app.views.base import (
+    BranchScopedMixin,
+    ClinicModelApi,
+    ClinicModelView,
+    ClinicSQLAInterface,
+    log_matched_patients,
+)
 from app.views.forms import LOCAL_INPUT_FORMAT, dialable_phone, local_path
 from app.views.timeline import timeline_source
 
@@ -379,6 +385,7 @@ class LeadModelView(BranchScopedMixin, ClinicModelView):
             patients, leads = find_matches(self._candidate(form))
             leads = _mine(leads)
             if patients or leads:
+                log_matched_patients(patients)
                 g.lead_matches = (patients, leads)
                 g.lead_match_branches = allowed_branch_ids()
                 return self._get_add_widget(form=form)
@@ -436,6 +443,7 @@ class LeadModelView(BranchScopedMixin, ClinicModelView):
         can_edit = sm.has_access(EDIT, LEADS)
         patients, leads = find_matches(lead) if lead.stage != "converted" else ([], [])
         leads = _mine(leads)
+        log_matched_patients(patients)
         communications, follow_ups = _communications(lead)
         history = list(db.session.scalars(
             select(LeadStageChange).where(LeadStageChange.lead_id == lead.id)

@@ -43,6 +43,7 @@ from app.views.base import (
     ClinicModelApi,
     ClinicModelView,
     ClinicSQLAInterface,
+    log_matched_patients,
 )
 from app.views.forms import dialable_phone
 from app.views.timeline import patient_timeline, timeline_source
@@ -216,6 +217,7 @@ class PatientModelView(ClinicModelView):
                 candidate.registered_branch_id = getattr(branch, "id", None)
                 matches = find_possible_duplicates(candidate)
                 if matches:
+                    log_matched_patients(matches)
                     g.patient_duplicates = matches
                     return self._get_add_widget(form=form)
         return super()._add()
