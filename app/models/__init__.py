@@ -1,6 +1,14 @@
 """All of ClinicDesk's models; importing this package registers every table on the shared metadata."""
 
 from app.models.audit import AuditChainHead, AuditEntry, SubjectKey
+from app.models.billing import (
+    DocumentSequence,
+    Invoice,
+    InvoiceLine,
+    Payment,
+    PriceListEntry,
+    TaxRate,
+)
 from app.models.base import BranchOwnedMixin, TimestampMixin, utcnow
 from app.models.consultations import Consultation, Prescription, PrescriptionItem
 from app.models.lab import LabOrder, LabReferenceRange, LabResult, LabResultAmendment, LabTest
@@ -14,6 +22,16 @@ from app.models.leads import (
 )
 from app.models.org import Branch, Organisation, user_branch
 from app.models.patients import ConsentChange, Patient, PatientClinical
+from app.models.pharmacy import (
+    Dispensing,
+    DispensingLine,
+    GoodsReceipt,
+    PharmacyItem,
+    ReorderLevel,
+    StockBatch,
+    StockMovement,
+    Supplier,
+)
 from app.models.scheduling import (
     Appointment,
     AppointmentChange,
@@ -35,9 +53,15 @@ __all__ = [
     "Communication",
     "ConsentChange",
     "Consultation",
+    "Dispensing",
+    "DispensingLine",
     "DoctorLeave",
+    "DocumentSequence",
     "FollowUp",
+    "GoodsReceipt",
     "Holiday",
+    "Invoice",
+    "InvoiceLine",
     "LabOrder",
     "LabReferenceRange",
     "LabResult",
@@ -50,12 +74,20 @@ __all__ = [
     "Organisation",
     "Patient",
     "PatientClinical",
+    "Payment",
+    "PharmacyItem",
     "Prescription",
     "PrescriptionItem",
+    "PriceListEntry",
     "RecoveryCode",
+    "ReorderLevel",
     "Service",
     "StaffProfile",
+    "StockBatch",
+    "StockMovement",
     "SubjectKey",
+    "Supplier",
+    "TaxRate",
     "TimestampMixin",
     "UserSecurity",
     "WorkingHours",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User
@@ -22,6 +23,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.models.base import BranchOwnedMixin, TimestampMixin
 from app.models.patients import Patient
 from app.models.scheduling import Appointment
+
+if TYPE_CHECKING:
+    from app.models.pharmacy import PharmacyItem
 
 #: Units a vital may be entered in; values are stored in the first (SI) unit of each.
 TEMPERATURE_UNITS = ("C", "F")
@@ -153,8 +157,11 @@ class PrescriptionItem(Model):
         ForeignKey("patient.id", ondelete="RESTRICT"), index=True, nullable=False
     )
     position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    # Free text until the pharmacy catalogue exists; the pharmacy issue links catalogue items.
+    # As the doctor wrote it; ``pharmacy_item_id`` links it to the pharmacy's catalogue when chosen.
     medicine: Mapped[str] = mapped_column(String(200), nullable=False)
+    pharmacy_item_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pharmacy_item.id", ondelete="SET NULL"), index=True
+    )
     strength: Mapped[str | None] = mapped_column(String(60))
     dose: Mapped[str | None] = mapped_column(String(60))
     frequency: Mapped[str | None] = mapped_column(String(60))
@@ -164,6 +171,7 @@ class PrescriptionItem(Model):
     instructions: Mapped[str | None] = mapped_column(String(300))
 
     prescription: Mapped[Prescription] = relationship(back_populates="items")
+    pharmacy_item: Mapped["PharmacyItem | None"] = relationship("PharmacyItem")
 
     def __repr__(self) -> str:
         return self.medicine

@@ -84,7 +84,12 @@ class Organisation(TimestampMixin, Model):
     """Organisation-wide settings: a single row (id 1) that ``clinic init`` creates."""
 
     __tablename__ = "organisation"
-    __table_args__ = (CheckConstraint("id = 1", name="ck_organisation_single_row"),)
+    __table_args__ = (
+        CheckConstraint("id = 1", name="ck_organisation_single_row"),
+        CheckConstraint(
+            "expiry_alert_days BETWEEN 1 AND 730", name="ck_organisation_expiry_alert_days"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, default=1)
     name: Mapped[str] = mapped_column(String(150), nullable=False)
@@ -96,6 +101,10 @@ class Organisation(TimestampMixin, Model):
     date_format: Mapped[str] = mapped_column(String(20), nullable=False, default="dd/MM/yyyy")
     # Two-factor sign-in is always required for Admin and Owner; this extends it to everyone.
     require_2fa_for_all: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # The pharmacy home warns of batches expiring within this many days.
+    expiry_alert_days: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=90, server_default="90"
+    )
 
     def __repr__(self) -> str:
         return self.name
