@@ -162,6 +162,9 @@ class Invoice(BranchOwnedMixin, TimestampMixin, Model):
         CheckConstraint("discount >= 0", name="ck_invoice_discount"),
         CheckConstraint("subtotal >= 0 AND tax_total >= 0 AND total >= 0", name="ck_invoice_totals"),
         CheckConstraint("amount_paid >= 0 AND amount_paid <= total", name="ck_invoice_amount_paid"),
+        CheckConstraint(
+            "amount_credited >= 0 AND amount_credited <= total", name="ck_invoice_amount_credited"
+        ),
         Index("ix_invoice_branch_date", "branch_id", "invoice_date"),
     )
 
@@ -183,8 +186,10 @@ class Invoice(BranchOwnedMixin, TimestampMixin, Model):
     subtotal: Mapped[Decimal] = mapped_column(Money, nullable=False, default=Decimal("0"))
     tax_total: Mapped[Decimal] = mapped_column(Money, nullable=False, default=Decimal("0"))
     total: Mapped[Decimal] = mapped_column(Money, nullable=False, default=Decimal("0"))
-    # Payments less refunds (for a credit note: what has been refunded against it).
+    # Payments less refunds.
     amount_paid: Mapped[Decimal] = mapped_column(Money, nullable=False, default=Decimal("0"))
+    # The totals of the issued credit notes against it.
+    amount_credited: Mapped[Decimal] = mapped_column(Money, nullable=False, default=Decimal("0"))
     notes: Mapped[str | None] = mapped_column(Text)
     # Where it came from, when it was made in one step from a visit or an order.
     appointment_id: Mapped[int | None] = mapped_column(
@@ -226,10 +231,11 @@ class Invoice(BranchOwnedMixin, TimestampMixin, Model):
 
     @property
     def balance(self) -> Decimal:
-        """What is still owed on it (zero for drafts and voided documents)."""
-        if self.status in ("draft", "void"):
+        """What is still owed on it: negative when the patient is owed a refund (paid, then
+        credited); zero for drafts, voided documents and credit notes themselves."""
+        if self.status in ("draft", "void") or self.kind == "credit_note":
             return Decimal("0.00")
-        return self.total - self.amount_paid
+        return self.total - self.amount_paid - self.amount_credited
 
     def __repr__(self) -> str:
         return self.number or f"draft {self.id}"
