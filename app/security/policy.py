@@ -66,6 +66,14 @@ VERIFY = "can_verify"
 AMEND = "can_amend"
 #: Turning a lead into a patient (or linking one) with a booked appointment.
 CONVERT = "can_convert"
+#: Billing: issuing a draft invoice (it gets its number), voiding one (with a reason), writing a
+#: credit note against one; refunding a payment.
+ISSUE = "can_issue"
+VOID = "can_void"
+CREDIT = "can_credit"
+REFUND = "can_refund"
+#: Stock: adjusting a batch's quantity (with a reason) and writing off expired stock.
+ADJUST = "can_adjust"
 
 # Views (class_permission_name) -----------------------------------------------------------------
 SETTINGS = "Settings"
@@ -102,6 +110,19 @@ LEADS = "Leads"
 COMMUNICATIONS = "Communications"
 FOLLOW_UPS = "FollowUps"
 LEAD_REPORTS = "LeadReports"
+#: Billing: invoices and credit notes; the pharmacy's bills apart (a pharmacist sees those only);
+#: payments and refunds, with their receipts; the branches' price lists and the tax rates.
+INVOICES = "Invoices"
+PHARMACY_BILLS = "PharmacyBills"
+PAYMENTS = "Payments"
+PRICE_LISTS = "PriceLists"
+TAX_RATES = "TaxRates"
+#: The pharmacy: its item catalogue (with reorder levels), suppliers, stock (batches, goods
+#: receipts, the ledger) and dispensing.
+PHARMACY_ITEMS = "PharmacyItems"
+SUPPLIERS = "Suppliers"
+STOCK = "Stock"
+DISPENSING = "Dispensing"
 # FAB's own self-service screens (profile and own password).
 USER_VIEW = "Users"
 ROLES_VIEW = "Roles"
